@@ -1,0 +1,153 @@
+//! [`Herald`]: the library's front door. A hub plus a broker, with the seed's verbs.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use herald_core::{Herald, HubConfig, SubscribeRequest};
+//! let herald = Herald::in_memory(HubConfig::default());
+//! // In a request handler: stream events to the signed-in user.
+//! let stream = herald
+//!     .subscribe(SubscribeRequest { user: Some("user_123".into()), ..Default::default() })
+//!     .await?;
+//! // Anywhere else: send to that user, or to everyone.
+//! herald.send_to_user("user_123", "payment_completed", &serde_json::json!({"amount": 5000})).await?;
+//! herald.broadcast("maintenance", &"at 22:00 UTC").await?;
+//! # drop(stream); Ok(()) }
+//! ```
+
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::broker::{Broker, BrokerError};
+use crate::conn::EventStream;
+use crate::hub::{Hub, HubConfig, Older, OlderEvents, Registered, SubscribeError, SubscribeRequest};
+use crate::id::EventId;
+use crate::memory::MemoryBroker;
+use crate::metrics as m;
+use crate::publication::{Publication, PublicationError};
+
+/// Why a publish failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    /// Item `index` of the batch is invalid; nothing was published.
+    #[error("item {index}: {error}")]
+    Invalid { index: usize, error: PublicationError },
+    #[error("data could not be serialised as JSON: {0}")]
+    Serialize(#[from] serde_json::Error),
+    #[error(transparent)]
+    Broker(#[from] BrokerError),
+}
+
+/// A running hub and its broker. Cheap to clone; all clones share the same hub.
+#[derive(Clone)]
+pub struct Herald {
+    hub: Arc<Hub>,
+    broker: Arc<dyn Broker>,
+}
+
+impl Herald {
+    /// A single-node hub on the embedded broker. Must be called inside a Tokio runtime (it
+    /// starts the maintenance tick that drives heartbeats and token expiry).
+    pub fn in_memory(config: HubConfig) -> Self {
+        let hub = Hub::new(config);
+        let broker = Arc::new(MemoryBroker::new(hub.clone()));
+        Self::with_broker(hub, broker)
+    }
+
+    /// A hub fed by `broker` (which must dispatch into `hub`). Starts the maintenance tick.
+    pub fn with_broker(hub: Arc<Hub>, broker: Arc<dyn Broker>) -> Self {
+        hub.spawn_maintenance();
+        Self { hub, broker }
+    }
+
+    pub fn hub(&self) -> &Arc<Hub> {
+        &self.hub
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.broker.is_ready() && !self.hub.is_shutting_down()
+    }
+
+    /// Validates the whole batch, then publishes it; all or nothing.
+    pub async fn publish(&self, batch: &[Publication]) -> Result<Vec<EventId>, PublishError> {
+        for (index, publication) in batch.iter().enumerate() {
+            publication
+                .validate()
+                .map_err(|error| PublishError::Invalid { index, error })?;
+        }
+        let ids = self.broker.publish(batch).await?;
+        metrics::counter!(m::EVENTS_PUBLISHED).increment(ids.len() as u64);
+        Ok(ids)
+    }
+
+    async fn publish_one(&self, publication: Publication) -> Result<EventId, PublishError> {
+        let ids = self.publish(std::slice::from_ref(&publication)).await?;
+        ids.into_iter()
+            .next()
+            .ok_or_else(|| BrokerError("broker returned no id".into()).into())
+    }
+
+    /// Sends `data` (as JSON) to every stream of `user`.
+    pub async fn send_to_user<T: Serialize + ?Sized>(
+        &self,
+        user: &str,
+        event: &str,
+        data: &T,
+    ) -> Result<EventId, PublishError> {
+        let data = serde_json::to_string(data)?;
+        self.publish_one(Publication::to_user(user, event, data)).await
+    }
+
+    /// Sends `data` (as JSON) to every subscriber of `topic`.
+    pub async fn send_to_topic<T: Serialize + ?Sized>(
+        &self,
+        topic: &str,
+        event: &str,
+        data: &T,
+    ) -> Result<EventId, PublishError> {
+        let data = serde_json::to_string(data)?;
+        self.publish_one(Publication::to_topic(topic, event, data)).await
+    }
+
+    /// Sends `data` (as JSON) to every stream.
+    pub async fn broadcast<T: Serialize + ?Sized>(
+        &self,
+        event: &str,
+        data: &T,
+    ) -> Result<EventId, PublishError> {
+        let data = serde_json::to_string(data)?;
+        self.publish_one(Publication::broadcast(event, data)).await
+    }
+
+    /// Opens a stream: replay from `last_event_id` (or `herald.missed`), then live events.
+    pub async fn subscribe(&self, request: SubscribeRequest) -> Result<EventStream, SubscribeError> {
+        let mut older = Older::NotFetched;
+        // History older than the hub's window comes from the broker; the window can move while
+        // we fetch, so try a few times before giving up with `herald.missed`.
+        for _ in 0..3 {
+            match self.hub.register(&request, older)? {
+                Registered::Stream(stream) => return Ok(stream),
+                Registered::NeedOlder { after, floor } => {
+                    older = match self.broker.history(after, floor).await {
+                        Ok(Some(events)) => Older::Fetched(OlderEvents {
+                            after,
+                            events,
+                            upto: floor,
+                        }),
+                        Ok(None) => Older::Unavailable,
+                        Err(error) => return Err(SubscribeError::Broker(error.0)),
+                    };
+                }
+            }
+        }
+        match self.hub.register(&request, Older::Unavailable)? {
+            Registered::Stream(stream) => Ok(stream),
+            Registered::NeedOlder { .. } => Err(SubscribeError::Broker("history moved".into())),
+        }
+    }
+
+    /// Ends every stream (after a jittered reconnect hint) and refuses new ones.
+    pub fn shutdown(&self) {
+        self.hub.shutdown();
+    }
+}

@@ -1,0 +1,139 @@
+//! Command-line interface: `herald serve | token | publish`.
+//!
+//! Every `serve` flag can also come from an environment variable `HERALD_<FLAG>` and from the TOML
+//! file given with `--config` (keys are the flag names, e.g. `jwt-secret = "..."`). Precedence:
+//! flag > environment > file > built-in default. Repeatable flags take comma-separated lists
+//! from the environment.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::builder::BoolishValueParser;
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "herald", version, about = "A real-time event hub over Server-Sent Events.")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the hub.
+    #[command(after_help = "Example (development, everything generated):\n  herald serve\n\n\
+Example (production):\n  herald serve --listen 0.0.0.0:8080 --jwt-secret \"$SECRET\" --publish-key \"$KEY\" \\\n    --cors-origin https://app.example.com")]
+    Serve(ServeArgs),
+    /// Mint a JWT for development: a subscriber token (--sub) and/or a publisher token (--publish).
+    #[command(after_help = "Examples:\n  herald token --secret \"$SECRET\" --sub user_123 --topics 'orders/*' --ttl 1h\n  \
+herald token --secret \"$SECRET\" --publish 'orders/**' --publish @users")]
+    Token(TokenArgs),
+    /// Publish one event to a running hub.
+    #[command(after_help = "Example:\n  herald publish --url http://127.0.0.1:8080 --key \"$KEY\" --user user_123 \\\n    \
+--event payment_completed --data '{\"amount\":5000}'")]
+    Publish(PublishArgs),
+}
+
+#[derive(Debug, Default, Args)]
+pub struct ServeArgs {
+    /// TOML configuration file (keys are flag names: listen = "0.0.0.0:8080").
+    #[arg(long, env = "HERALD_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long, env = "HERALD_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// HS256 secret for subscriber and publisher JWTs. Random if no key is configured (dev mode).
+    #[arg(long, env = "HERALD_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+    /// PEM file with an RSA (RS256) or EC P-256 (ES256) public key for JWTs.
+    #[arg(long, env = "HERALD_JWT_PUBLIC_KEY")]
+    pub jwt_public_key: Option<PathBuf>,
+    /// Key accepted as `Authorization: Bearer <key>` on POST /publish (repeatable).
+    #[arg(long, env = "HERALD_PUBLISH_KEY", value_delimiter = ',', hide_env_values = true)]
+    pub publish_key: Vec<String>,
+    /// Admit streams without a token (broadcasts and public topics only).
+    #[arg(long, env = "HERALD_ALLOW_ANONYMOUS", num_args = 0..=1, default_missing_value = "true",
+          value_parser = BoolishValueParser::new())]
+    pub allow_anonymous: Option<bool>,
+    /// Topic pattern open to every stream, anonymous included (repeatable) [default: public/**].
+    #[arg(long, env = "HERALD_PUBLIC_TOPIC", value_delimiter = ',')]
+    pub public_topic: Vec<String>,
+    /// Seconds between heartbeat comments on idle streams [default: 15].
+    #[arg(long, env = "HERALD_HEARTBEAT")]
+    pub heartbeat: Option<u64>,
+    /// Events kept for resume with Last-Event-ID [default: 10000].
+    #[arg(long, env = "HERALD_HISTORY")]
+    pub history: Option<usize>,
+    /// Reconnection delay suggested to clients, in milliseconds [default: 3000].
+    #[arg(long, env = "HERALD_RETRY_MS")]
+    pub retry_ms: Option<u64>,
+    /// Redis URL for multi-node mode (not supported yet).
+    #[arg(long, env = "HERALD_REDIS", hide_env_values = true)]
+    pub redis: Option<String>,
+    /// Origin allowed to call the hub from a browser, with credentials (repeatable).
+    #[arg(long, env = "HERALD_CORS_ORIGIN", value_delimiter = ',')]
+    pub cors_origin: Vec<String>,
+    /// TLS certificate chain (PEM) (not supported yet).
+    #[arg(long, env = "HERALD_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM) (not supported yet).
+    #[arg(long, env = "HERALD_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// Streams allowed on this node; more get 503 [default: unlimited].
+    #[arg(long, env = "HERALD_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// Streams allowed per user on this node; more get 429 [default: unlimited].
+    #[arg(long, env = "HERALD_MAX_CONNECTIONS_PER_USER")]
+    pub max_connections_per_user: Option<usize>,
+    /// Largest accepted POST /publish body in bytes [default: 1048576].
+    #[arg(long, env = "HERALD_MAX_BODY_BYTES")]
+    pub max_body_bytes: Option<usize>,
+    /// JSON schema file for typed events (not supported yet).
+    #[arg(long, env = "HERALD_SCHEMA")]
+    pub schema: Option<PathBuf>,
+    /// Serve the developer console at /console (not supported yet).
+    #[arg(long, env = "HERALD_CONSOLE", num_args = 0..=1, default_missing_value = "true",
+          value_parser = BoolishValueParser::new())]
+    pub console: Option<bool>,
+}
+
+#[derive(Debug, Args)]
+pub struct TokenArgs {
+    /// HS256 secret (the hub's --jwt-secret).
+    #[arg(long, env = "HERALD_JWT_SECRET", hide_env_values = true)]
+    pub secret: String,
+    /// User id: makes a subscriber token for this user.
+    #[arg(long)]
+    pub sub: Option<String>,
+    /// Topic patterns the subscriber may subscribe to (repeatable or comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    pub topics: Vec<String>,
+    /// What a publisher token may publish to: topic patterns, "@users", "@broadcast" (repeatable).
+    #[arg(long, value_delimiter = ',')]
+    pub publish: Vec<String>,
+    /// Lifetime, e.g. 30m, 1h, 7d.
+    #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+    pub ttl: std::time::Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct PublishArgs {
+    /// Base URL of the hub.
+    #[arg(long, env = "HERALD_URL", default_value = "http://127.0.0.1:8080")]
+    pub url: String,
+    /// Publish key (or publisher token).
+    #[arg(long, env = "HERALD_PUBLISH_KEY", hide_env_values = true)]
+    pub key: String,
+    /// Send to this user.
+    #[arg(long, conflicts_with = "topic")]
+    pub user: Option<String>,
+    /// Send to this topic.
+    #[arg(long)]
+    pub topic: Option<String>,
+    /// Event name (default: the unnamed "message" event).
+    #[arg(long)]
+    pub event: Option<String>,
+    /// Payload as JSON (a JSON string is sent verbatim).
+    #[arg(long)]
+    pub data: String,
+}

@@ -1,0 +1,134 @@
+//! `herald serve`: resolve configuration, build the hub and the HTTP app, run until a signal.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use herald_core::{Herald, HubConfig};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use tokio::net::TcpListener;
+
+use crate::app::{self, AppState};
+use crate::auth::Auth;
+use crate::cli::ServeArgs;
+use crate::commands::token;
+use crate::config::ServeConfig;
+use crate::server;
+
+/// Latency buckets (seconds): from 100 µs to 5 s.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
+
+/// The user the development token is minted for.
+const DEV_USER: &str = "dev-user";
+
+pub async fn run(args: ServeArgs) -> Result<(), String> {
+    let mut config = ServeConfig::resolve(args).map_err(|e| e.to_string())?;
+    if config.dev_mode {
+        config.jwt_secret = Some(random_secret());
+        config.publish_keys = vec![format!("hk_{}", random_secret())];
+    }
+    let metrics = install_metrics()?;
+    let auth = Auth::new(
+        config.jwt_secret.as_deref(),
+        config.jwt_public_key.as_deref(),
+        &config.publish_keys,
+        &config.public_topics,
+        config.allow_anonymous,
+    )
+    .map_err(|e| e.to_string())?;
+
+    let mut hub = HubConfig {
+        history: config.history,
+        heartbeat: config.heartbeat,
+        retry_ms: config.retry_ms,
+        max_connections: config.max_connections,
+        max_connections_per_user: config.max_connections_per_user,
+        ..HubConfig::default()
+    };
+    hub.queue = HubConfig::default().queue;
+    let herald = Herald::in_memory(hub);
+    let state = Arc::new(AppState {
+        herald: herald.clone(),
+        auth,
+        max_body_bytes: config.max_body_bytes,
+        metrics: Some(metrics),
+    });
+    let router = app::router(state, &config.cors_origins);
+
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| format!("cannot read the listening address: {e}"))?;
+    println!("herald listening on http://{addr}");
+    if config.dev_mode {
+        print_dev_banner(addr, &config)?;
+    }
+    server::serve(listener, router, herald, server::signal()).await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn random_secret() -> String {
+    let bytes: [u8; 24] = rand::random();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+fn install_metrics() -> Result<PrometheusHandle, String> {
+    let handle = PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            Matcher::Full(herald_core::metrics::DELIVERY_LATENCY.to_owned()),
+            LATENCY_BUCKETS,
+        )
+        .and_then(|b| b.install_recorder())
+        .map_err(|e| format!("cannot install the metrics recorder: {e}"))?;
+    herald_core::metrics::describe();
+    let upkeep = handle.clone();
+    tokio::spawn(async move {
+        let mut interval = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            interval.tick().await;
+            upkeep.run_upkeep();
+        }
+    });
+    Ok(handle)
+}
+
+/// Development mode: print the generated secrets and commands that work when pasted.
+fn print_dev_banner(addr: SocketAddr, config: &ServeConfig) -> Result<(), String> {
+    let secret = config.jwt_secret.as_deref().unwrap_or_default();
+    let key = config.publish_keys.first().map(String::as_str).unwrap_or_default();
+    let claims = token::claims(
+        Some(DEV_USER.to_owned()),
+        vec!["**".to_owned()],
+        Vec::new(),
+        Duration::from_secs(24 * 3600),
+    );
+    let dev_token = token::mint_hs256(secret, &claims).map_err(|e| e.to_string())?;
+    println!(
+        "\n\
+Development mode: no --jwt-secret, --jwt-public-key or --publish-key was given, so these were
+generated for this run only. Do not use them in production.
+
+  JWT secret:   {secret}
+  publish key:  {key}
+  dev token:    {dev_token}
+                (user \"{DEV_USER}\", may subscribe to any topic, valid 24h)
+
+Subscribe (in one terminal):
+  curl -N -H 'Authorization: Bearer {dev_token}' 'http://{addr}/events'
+
+Publish (in another):
+  curl -X POST 'http://{addr}/publish' -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' \\
+    -d '{{\"user\":\"{DEV_USER}\",\"event\":\"notification\",\"data\":{{\"message\":\"Hello from Herald\"}}}}'
+
+More tokens:
+  herald token --secret '{secret}' --sub user_123 --topics 'orders/*'
+"
+    );
+    Ok(())
+}

@@ -1,0 +1,235 @@
+//! Resolving `herald serve`'s configuration: flag > environment > `--config` file > default.
+//!
+//! Clap already merges flags and environment variables; this module lays the TOML file under
+//! them, applies defaults, and rejects what cannot work (with a message saying why).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::cli::ServeArgs;
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+pub const DEFAULT_PUBLIC_TOPIC: &str = "public/**";
+
+/// The TOML file: the same names as the flags.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct FileConfig {
+    listen: Option<SocketAddr>,
+    jwt_secret: Option<String>,
+    jwt_public_key: Option<PathBuf>,
+    publish_key: Option<Vec<String>>,
+    allow_anonymous: Option<bool>,
+    public_topic: Option<Vec<String>>,
+    heartbeat: Option<u64>,
+    history: Option<usize>,
+    retry_ms: Option<u64>,
+    redis: Option<String>,
+    cors_origin: Option<Vec<String>>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    max_connections: Option<usize>,
+    max_connections_per_user: Option<usize>,
+    max_body_bytes: Option<usize>,
+    schema: Option<PathBuf>,
+    console: Option<bool>,
+}
+
+/// Everything `serve` needs, resolved.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub listen: SocketAddr,
+    pub jwt_secret: Option<String>,
+    pub jwt_public_key: Option<PathBuf>,
+    pub publish_keys: Vec<String>,
+    pub allow_anonymous: bool,
+    pub public_topics: Vec<String>,
+    pub heartbeat: Duration,
+    pub history: usize,
+    pub retry_ms: u64,
+    pub cors_origins: Vec<String>,
+    pub max_connections: Option<usize>,
+    pub max_connections_per_user: Option<usize>,
+    pub max_body_bytes: usize,
+    /// No key material was configured: secrets are generated and printed (development only).
+    pub dev_mode: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {source}")]
+    Parse {
+        path: String,
+        source: toml::de::Error,
+    },
+    #[error("{0} is not supported yet in this version of Herald ({1}); remove it to run")]
+    Unsupported(&'static str, &'static str),
+    #[error("--heartbeat must be at least 1 second")]
+    Heartbeat,
+    #[error("--cors-origin {0:?}: give exact origins like https://app.example.com; a wildcard cannot be combined with credentials")]
+    CorsOrigin(String),
+    #[error("--max-body-bytes must be at least 1")]
+    BodyLimit,
+}
+
+fn pick<T>(flag_or_env: Option<T>, file: Option<T>) -> Option<T> {
+    flag_or_env.or(file)
+}
+
+fn pick_list(flag_or_env: Vec<String>, file: Option<Vec<String>>) -> Option<Vec<String>> {
+    if flag_or_env.is_empty() {
+        file
+    } else {
+        Some(flag_or_env)
+    }
+}
+
+fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    let shown = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: shown.clone(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|source| ConfigError::Parse {
+        path: shown,
+        source,
+    })
+}
+
+impl ServeConfig {
+    pub fn resolve(args: ServeArgs) -> Result<Self, ConfigError> {
+        let file = match &args.config {
+            Some(path) => read_file(path)?,
+            None => FileConfig::default(),
+        };
+        if pick(args.redis, file.redis).is_some() {
+            return Err(ConfigError::Unsupported("--redis", "multi-node mode is planned"));
+        }
+        if pick(args.tls_cert, file.tls_cert).is_some() || pick(args.tls_key, file.tls_key).is_some() {
+            return Err(ConfigError::Unsupported(
+                "--tls-cert/--tls-key",
+                "terminate TLS in a proxy for now",
+            ));
+        }
+        if pick(args.schema, file.schema).is_some() {
+            return Err(ConfigError::Unsupported("--schema", "typed events are planned"));
+        }
+        if pick(args.console, file.console).unwrap_or(false) {
+            return Err(ConfigError::Unsupported("--console", "the developer console is planned"));
+        }
+
+        let heartbeat = pick(args.heartbeat, file.heartbeat).unwrap_or(15);
+        if heartbeat == 0 {
+            return Err(ConfigError::Heartbeat);
+        }
+        let cors_origins = pick_list(args.cors_origin, file.cors_origin).unwrap_or_default();
+        if let Some(bad) = cors_origins
+            .iter()
+            .find(|o| o.contains('*') || !(o.starts_with("http://") || o.starts_with("https://")))
+        {
+            return Err(ConfigError::CorsOrigin(bad.clone()));
+        }
+        let max_body_bytes = pick(args.max_body_bytes, file.max_body_bytes).unwrap_or(1 << 20);
+        if max_body_bytes == 0 {
+            return Err(ConfigError::BodyLimit);
+        }
+        let jwt_secret = pick(args.jwt_secret, file.jwt_secret);
+        let jwt_public_key = pick(args.jwt_public_key, file.jwt_public_key);
+        let publish_keys = pick_list(args.publish_key, file.publish_key).unwrap_or_default();
+        let dev_mode = jwt_secret.is_none() && jwt_public_key.is_none() && publish_keys.is_empty();
+
+        Ok(Self {
+            listen: pick(args.listen, file.listen)
+                .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("valid default address")),
+            jwt_secret,
+            jwt_public_key,
+            publish_keys,
+            allow_anonymous: pick(args.allow_anonymous, file.allow_anonymous).unwrap_or(false),
+            public_topics: pick_list(args.public_topic, file.public_topic)
+                .unwrap_or_else(|| vec![DEFAULT_PUBLIC_TOPIC.to_owned()]),
+            heartbeat: Duration::from_secs(heartbeat),
+            history: pick(args.history, file.history).unwrap_or(10_000),
+            retry_ms: pick(args.retry_ms, file.retry_ms).unwrap_or(3_000),
+            cors_origins,
+            max_connections: pick(args.max_connections, file.max_connections),
+            max_connections_per_user: pick(args.max_connections_per_user, file.max_connections_per_user),
+            max_body_bytes,
+            dev_mode,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(text: &str) -> tempfile_path::TempFile {
+        tempfile_path::TempFile::new(text)
+    }
+
+    /// A tiny temp-file helper (no extra dependency for one test).
+    mod tempfile_path {
+        pub struct TempFile(pub std::path::PathBuf);
+        impl TempFile {
+            pub fn new(text: &str) -> Self {
+                let path = std::env::temp_dir().join(format!(
+                    "herald-config-{}-{}.toml",
+                    std::process::id(),
+                    rand::random::<u64>()
+                ));
+                std::fs::write(&path, text).unwrap();
+                Self(path)
+            }
+        }
+        impl Drop for TempFile {
+            fn drop(&mut self) {
+                let _ = std::fs::remove_file(&self.0);
+            }
+        }
+    }
+
+    #[test]
+    fn defaults_without_anything() {
+        let config = ServeConfig::resolve(ServeArgs::default()).unwrap();
+        assert_eq!(config.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(config.heartbeat, Duration::from_secs(15));
+        assert_eq!(config.max_body_bytes, 1 << 20);
+        assert_eq!(config.public_topics, vec!["public/**"]);
+        assert!(config.dev_mode);
+    }
+
+    #[test]
+    fn flag_beats_file_and_file_beats_default() {
+        let f = file("listen = \"127.0.0.1:9000\"\nheartbeat = 5\nhistory = 7\npublish-key = [\"k1\"]\n");
+        let args = ServeArgs {
+            config: Some(f.0.clone()),
+            heartbeat: Some(2),
+            ..ServeArgs::default()
+        };
+        let config = ServeConfig::resolve(args).unwrap();
+        assert_eq!(config.heartbeat, Duration::from_secs(2));
+        assert_eq!(config.listen.to_string(), "127.0.0.1:9000");
+        assert_eq!(config.history, 7);
+        assert_eq!(config.publish_keys, vec!["k1"]);
+        assert!(!config.dev_mode);
+    }
+
+    #[test]
+    fn unknown_file_keys_and_unsupported_flags_are_errors() {
+        let f = file("listne = \"127.0.0.1:9000\"\n");
+        let err = ServeConfig::resolve(ServeArgs { config: Some(f.0.clone()), ..Default::default() });
+        assert!(matches!(err, Err(ConfigError::Parse { .. })));
+        let err = ServeConfig::resolve(ServeArgs { redis: Some("redis://x".into()), ..Default::default() });
+        assert!(matches!(err, Err(ConfigError::Unsupported("--redis", _))));
+        let err = ServeConfig::resolve(ServeArgs { cors_origin: vec!["*".into()], ..Default::default() });
+        assert!(matches!(err, Err(ConfigError::CorsOrigin(_))));
+    }
+}

@@ -1,0 +1,269 @@
+//! Decoding a `POST /publish` body into validated publications.
+//!
+//! The body is one JSON object or an array of them:
+//! `{"event"?, "data", "user"?, "users"?, "topic"?, "topics"?, "retry"?}`. Unknown fields are
+//! rejected (a typo like `"usr"` would otherwise silently broadcast). A string `data` is sent
+//! verbatim; any other JSON value is sent as compact JSON, byte for byte as given minus
+//! insignificant whitespace (key order and number spelling are preserved). A batch is decoded
+//! and validated whole before anything is published: all or nothing.
+
+use herald_core::Publication;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+/// A decoded body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decoded {
+    pub publications: Vec<Publication>,
+    /// The body was an array (answer with `ids`), not a single object (answer with `id`).
+    pub batch: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Item<'a> {
+    event: Option<String>,
+    #[serde(borrow)]
+    data: &'a RawValue,
+    user: Option<String>,
+    users: Option<Vec<String>>,
+    topic: Option<String>,
+    topics: Option<Vec<String>>,
+    #[serde(borrow)]
+    retry: Option<&'a RawValue>,
+}
+
+/// Deepest JSON nesting accepted in a body (arrays and objects, the batch array included).
+pub const MAX_DEPTH: usize = 32;
+
+/// Decodes and validates a publish body. The error is a message for the caller (HTTP 400).
+pub fn decode(body: &[u8]) -> Result<Decoded, String> {
+    let text = std::str::from_utf8(body).map_err(|_| "body is not valid UTF-8".to_owned())?;
+    if nesting_depth(text) > MAX_DEPTH {
+        return Err(format!("JSON is nested deeper than {MAX_DEPTH} levels"));
+    }
+    let trimmed = text.trim_start();
+    if trimmed.starts_with('[') {
+        let items: Vec<&RawValue> =
+            serde_json::from_str(text).map_err(|e| format!("malformed JSON: {e}"))?;
+        if items.is_empty() {
+            return Err("batch is empty".into());
+        }
+        let publications = items
+            .iter()
+            .enumerate()
+            .map(|(i, raw)| decode_item(raw.get()).map_err(|e| format!("item {i}: {e}")))
+            .collect::<Result<_, _>>()?;
+        Ok(Decoded { publications, batch: true })
+    } else if trimmed.starts_with('{') {
+        Ok(Decoded {
+            publications: vec![decode_item(text)?],
+            batch: false,
+        })
+    } else {
+        Err("body must be a JSON object or an array of objects".into())
+    }
+}
+
+fn decode_item(json: &str) -> Result<Publication, String> {
+    let item: Item<'_> = serde_json::from_str(json).map_err(|e| {
+        if e.is_data() {
+            e.to_string()
+        } else {
+            format!("malformed JSON: {e}")
+        }
+    })?;
+    let data = match item.data.get() {
+        raw if raw.starts_with('"') => {
+            serde_json::from_str::<String>(raw).map_err(|e| format!("data: {e}"))?
+        }
+        raw => compact_json(raw),
+    };
+    let publication = Publication {
+        event: item.event,
+        data,
+        users: one_or_many("user", item.user, item.users)?,
+        topics: one_or_many("topic", item.topic, item.topics)?,
+        retry: item.retry.map(|r| parse_retry(r.get())).transpose()?,
+    };
+    publication.validate().map_err(|e| e.to_string())?;
+    Ok(publication)
+}
+
+/// Merges `user` and `users` (or `topic`/`topics`); an explicitly empty list is an error, since
+/// "send to nobody" is never what the caller meant and must not turn into a broadcast.
+fn one_or_many(
+    field: &str,
+    one: Option<String>,
+    many: Option<Vec<String>>,
+) -> Result<Vec<String>, String> {
+    let mut all = Vec::new();
+    if let Some(many) = many {
+        if many.is_empty() {
+            return Err(format!("{field}s must not be empty (omit it to broadcast)"));
+        }
+        all = many;
+    }
+    all.extend(one);
+    all.sort();
+    all.dedup();
+    Ok(all)
+}
+
+/// `retry` is milliseconds: a non-negative integer, or a string of ASCII digits.
+fn parse_retry(raw: &str) -> Result<u64, String> {
+    let digits = raw.strip_prefix('"').and_then(|r| r.strip_suffix('"')).unwrap_or(raw);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err("retry must be a non-negative integer number of milliseconds".into());
+    }
+    digits
+        .parse()
+        .map_err(|_| "retry is too large".to_owned())
+}
+
+/// The deepest bracket nesting in `text`, ignoring brackets inside strings. Runs before parsing
+/// so a hostile body cannot make any later step work hard.
+fn nesting_depth(text: &str) -> usize {
+    let (mut depth, mut deepest) = (0usize, 0usize);
+    let (mut in_string, mut escaped) = (false, false);
+    for b in text.bytes() {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
+}
+
+/// Removes whitespace outside strings from already-valid JSON.
+fn compact_json(raw: &str) -> String {
+    let mut out = String::with_capacity(raw.len());
+    let mut in_string = false;
+    let mut escaped = false;
+    for c in raw.chars() {
+        if in_string {
+            out.push(c);
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == '"' {
+                in_string = false;
+            }
+        } else if c == '"' {
+            in_string = true;
+            out.push(c);
+        } else if !matches!(c, ' ' | '\t' | '\n' | '\r') {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn one(body: &str) -> Publication {
+        let decoded = decode(body.as_bytes()).unwrap();
+        assert!(!decoded.batch);
+        decoded.publications.into_iter().next().unwrap()
+    }
+
+    #[test]
+    fn object_data_is_compacted_preserving_order_and_spelling() {
+        let p = one(r#"{"user":"u1","event":"e","data":{ "z": 1.50, "a" : [1, 2], "s": "a b\n" }}"#);
+        assert_eq!(p.data, r#"{"z":1.50,"a":[1,2],"s":"a b\n"}"#);
+        assert_eq!(p.users, vec!["u1"]);
+        assert_eq!(p.event.as_deref(), Some("e"));
+    }
+
+    #[test]
+    fn string_data_is_verbatim() {
+        assert_eq!(one(r#"{"data":"line1\r\nline2"}"#).data, "line1\r\nline2");
+        assert_eq!(one(r#"{"data":null}"#).data, "null");
+    }
+
+    #[test]
+    fn targets_merge_and_batch_is_detected() {
+        let d = decode(br#"[{"data":1,"user":"a","users":["b","a"]},{"data":2,"topics":["t/1"],"topic":"t/2"}]"#).unwrap();
+        assert!(d.batch);
+        assert_eq!(d.publications[0].users, vec!["a", "b"]);
+        assert_eq!(d.publications[1].topics, vec!["t/1", "t/2"]);
+    }
+
+    #[test]
+    fn bad_bodies_have_clear_errors() {
+        let err = |b: &str| decode(b.as_bytes()).unwrap_err();
+        assert!(err("{").contains("malformed JSON"));
+        assert!(err("42").contains("JSON object or an array"));
+        assert!(err("[]").contains("empty"));
+        assert!(err(r#"{"event":"x"}"#).contains("missing field `data`"));
+        assert!(err(r#"{"data":1,"usr":"a"}"#).contains("unknown field `usr`"));
+        assert!(err(r#"{"data":1,"event":"a\nb"}"#).contains("event name"));
+        assert!(err(r#"{"data":1,"retry":"12a"}"#).contains("retry"));
+        assert!(err(r#"{"data":1,"retry":-1}"#).contains("retry"));
+        assert!(err(r#"{"data":1,"retry":1.5}"#).contains("retry"));
+        assert!(err(r#"{"data":1,"users":[]}"#).contains("users must not be empty"));
+        assert!(err(r#"[{"data":1},{"data":1,"topic":"a/*"}]"#).starts_with("item 1:"));
+        assert!(err(&format!("{}{}", "[".repeat(200), "]".repeat(200))).contains("nested deeper"));
+        let deep_data = format!("{{\"data\":{}1{}}}", "[".repeat(40), "]".repeat(40));
+        assert!(err(&deep_data).contains("nested deeper"));
+        let brackets_in_strings = format!("{{\"data\":\"{}\"}}", "[".repeat(100));
+        assert!(decode(brackets_in_strings.as_bytes()).is_ok());
+        assert!(decode(&[0xff, 0xfe]).unwrap_err().contains("UTF-8"));
+    }
+
+    #[test]
+    fn retry_accepts_digits() {
+        assert_eq!(one(r#"{"data":1,"retry":2500}"#).retry, Some(2500));
+        assert_eq!(one(r#"{"data":1,"retry":"2500"}"#).retry, Some(2500));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn never_panics_on_arbitrary_bytes(body in proptest::collection::vec(proptest::num::u8::ANY, 0..256)) {
+            let _ = decode(&body);
+        }
+
+        #[test]
+        fn compacting_valid_json_keeps_its_value(v in arb_json()) {
+            let pretty = serde_json::to_string_pretty(&v).unwrap();
+            let compact = compact_json(&pretty);
+            let reparsed: serde_json::Value = serde_json::from_str(&compact).unwrap();
+            proptest::prop_assert_eq!(reparsed, v);
+            proptest::prop_assert!(!compact.contains('\n'));
+        }
+    }
+
+    fn arb_json() -> impl proptest::strategy::Strategy<Value = serde_json::Value> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just(serde_json::Value::Null),
+            any::<bool>().prop_map(serde_json::Value::from),
+            any::<i64>().prop_map(serde_json::Value::from),
+            ".*".prop_map(serde_json::Value::from),
+        ];
+        leaf.prop_recursive(4, 32, 6, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..6).prop_map(serde_json::Value::from),
+                proptest::collection::btree_map(".*", inner, 0..6)
+                    .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+}

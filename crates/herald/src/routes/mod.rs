@@ -1,0 +1,5 @@
+//! HTTP handlers, one file per endpoint group.
+
+pub mod events;
+pub mod ops;
+pub mod publish;

@@ -1,0 +1,71 @@
+//! `POST /publish`: authenticate the publisher, decode and authorise the batch, publish it.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{header, HeaderMap};
+use axum::Json;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use herald_core::PublishError;
+
+use crate::app::AppState;
+use crate::auth::Publisher;
+use crate::error::ApiError;
+use crate::publish_body;
+use crate::routes::events::bearer;
+
+pub async fn publish(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let publisher = state.auth.publisher(bearer(&headers)?)?;
+    let body = read_body(&headers, body, state.max_body_bytes).await?;
+    let decoded = publish_body::decode(&body).map_err(ApiError::bad_request)?;
+
+    if let Publisher::Token(grant) = &publisher {
+        for (index, p) in decoded.publications.iter().enumerate() {
+            grant.allows(&p.users, &p.topics).map_err(|message| {
+                ApiError::forbidden(if decoded.batch {
+                    format!("item {index}: {message}")
+                } else {
+                    message
+                })
+            })?;
+        }
+    }
+
+    let ids = state
+        .herald
+        .publish(&decoded.publications)
+        .await
+        .map_err(|error| match error {
+            PublishError::Broker(e) => ApiError::unavailable(e.to_string()),
+            other => ApiError::bad_request(other.to_string()),
+        })?;
+    let ids: Vec<String> = ids.iter().map(ToString::to_string).collect();
+    Ok(Json(if decoded.batch {
+        serde_json::json!({ "ids": ids })
+    } else {
+        serde_json::json!({ "id": ids.first() })
+    }))
+}
+
+/// Reads the whole body, refusing (413) anything over `limit` bytes without buffering it.
+async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<bytes::Bytes, ApiError> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit as u64) {
+        return Err(ApiError::payload_too_large(limit));
+    }
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(error) if error.downcast_ref::<LengthLimitError>().is_some() => {
+            Err(ApiError::payload_too_large(limit))
+        }
+        Err(_) => Err(ApiError::bad_request("could not read the request body")),
+    }
+}

@@ -96,7 +96,7 @@ impl Conn {
         Self {
             id,
             user,
-            patterns,
+            patterns: crate::topic::without_redundant(patterns.into_vec()).into(),
             expires_at,
             last_activity: AtomicU64::new(now),
             limits,

@@ -91,8 +91,16 @@ impl HubEvent {
             id,
             event: publication.event.as_deref().map(Into::into),
             targets: Targets {
-                users: publication.users.iter().map(|u| Arc::from(u.as_str())).collect(),
-                topics: publication.topics.iter().map(|t| Box::from(t.as_str())).collect(),
+                users: publication
+                    .users
+                    .iter()
+                    .map(|u| Arc::from(u.as_str()))
+                    .collect(),
+                topics: publication
+                    .topics
+                    .iter()
+                    .map(|t| Box::from(t.as_str()))
+                    .collect(),
             },
             frame: Arc::new(Frame {
                 bytes: Bytes::from(bytes),

@@ -20,7 +20,9 @@ use serde::Serialize;
 
 use crate::broker::{Broker, BrokerError};
 use crate::conn::EventStream;
-use crate::hub::{Hub, HubConfig, Older, OlderEvents, Registered, SubscribeError, SubscribeRequest};
+use crate::hub::{
+    Hub, HubConfig, Older, OlderEvents, Registered, SubscribeError, SubscribeRequest,
+};
 use crate::id::EventId;
 use crate::memory::MemoryBroker;
 use crate::metrics as m;
@@ -31,7 +33,10 @@ use crate::publication::{Publication, PublicationError};
 pub enum PublishError {
     /// Item `index` of the batch is invalid; nothing was published.
     #[error("item {index}: {error}")]
-    Invalid { index: usize, error: PublicationError },
+    Invalid {
+        index: usize,
+        error: PublicationError,
+    },
     #[error("data could not be serialised as JSON: {0}")]
     Serialize(#[from] serde_json::Error),
     #[error(transparent)]
@@ -95,7 +100,8 @@ impl Herald {
         data: &T,
     ) -> Result<EventId, PublishError> {
         let data = serde_json::to_string(data)?;
-        self.publish_one(Publication::to_user(user, event, data)).await
+        self.publish_one(Publication::to_user(user, event, data))
+            .await
     }
 
     /// Sends `data` (as JSON) to every subscriber of `topic`.
@@ -106,7 +112,8 @@ impl Herald {
         data: &T,
     ) -> Result<EventId, PublishError> {
         let data = serde_json::to_string(data)?;
-        self.publish_one(Publication::to_topic(topic, event, data)).await
+        self.publish_one(Publication::to_topic(topic, event, data))
+            .await
     }
 
     /// Sends `data` (as JSON) to every stream.
@@ -120,7 +127,10 @@ impl Herald {
     }
 
     /// Opens a stream: replay from `last_event_id` (or `herald.missed`), then live events.
-    pub async fn subscribe(&self, request: SubscribeRequest) -> Result<EventStream, SubscribeError> {
+    pub async fn subscribe(
+        &self,
+        request: SubscribeRequest,
+    ) -> Result<EventStream, SubscribeError> {
         let mut older = Older::NotFetched;
         // History older than the hub's window comes from the broker; the window can move while
         // we fetch, so try a few times before giving up with `herald.missed`.

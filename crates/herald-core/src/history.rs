@@ -84,7 +84,11 @@ mod tests {
     use crate::publication::Publication;
 
     fn event(ms: u64) -> Arc<HubEvent> {
-        Arc::new(HubEvent::new(EventId::new(ms, 0), &Publication::broadcast("e", "d"), 0))
+        Arc::new(HubEvent::new(
+            EventId::new(ms, 0),
+            &Publication::broadcast("e", "d"),
+            0,
+        ))
     }
 
     fn ids(after: After<'_>) -> Option<Vec<u64>> {

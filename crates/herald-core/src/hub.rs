@@ -21,7 +21,7 @@ use crate::event::{Frame, HubEvent};
 use crate::history::{After, History};
 use crate::id::{unix_ms, EventId};
 use crate::metrics as m;
-use crate::registry::{dedup_patterns, Registry};
+use crate::registry::Registry;
 use crate::topic::Pattern;
 
 /// Name of the reserved event sent when a resume cannot be served from history.
@@ -128,7 +128,10 @@ pub struct Hub {
 pub(crate) enum Registered {
     Stream(EventStream),
     /// The resume point is older than the hub's window: fetch (after, floor] and try again.
-    NeedOlder { after: EventId, floor: EventId },
+    NeedOlder {
+        after: EventId,
+        floor: EventId,
+    },
 }
 
 impl Hub {
@@ -199,14 +202,15 @@ impl Hub {
         let conn = Arc::new(Conn::new(
             self.next_conn_id.fetch_add(1, Ordering::Relaxed),
             request.user.as_deref().map(Arc::from),
-            dedup_patterns(request.topics.clone()),
+            request.topics.clone().into(),
             request.expires_at,
             self.config.queue,
             self.clock.load(Ordering::Relaxed),
         ));
         let history = self.history.lock();
         let mut preamble = BytesMut::with_capacity(256);
-        preamble.extend_from_slice(format!(": herald\nretry: {}\n\n", self.config.retry_ms).as_bytes());
+        preamble
+            .extend_from_slice(format!(": herald\nretry: {}\n\n", self.config.retry_ms).as_bytes());
 
         match resume_from.map(|text| (text, text.parse::<EventId>())) {
             None => {}
@@ -244,7 +248,10 @@ impl Hub {
         preamble.extend_from_slice(format!("id: {}\n\n", history.last()).as_bytes());
         drop(history);
 
-        conn.push(&Frame::control(preamble.freeze()), self.clock.load(Ordering::Relaxed));
+        conn.push(
+            &Frame::control(preamble.freeze()),
+            self.clock.load(Ordering::Relaxed),
+        );
         registry.insert(conn.clone());
         metrics::counter!(m::STREAMS_OPENED).increment(1);
         metrics::gauge!(m::CONNECTIONS).set(registry.len() as f64);
@@ -254,7 +261,11 @@ impl Hub {
     }
 
     fn check_limits(&self, registry: &Registry, user: Option<&str>) -> Result<(), SubscribeError> {
-        let rejected = if self.config.max_connections.is_some_and(|max| registry.len() >= max) {
+        let rejected = if self
+            .config
+            .max_connections
+            .is_some_and(|max| registry.len() >= max)
+        {
             Some(SubscribeError::TooManyConnections)
         } else if let (Some(max), Some(user)) = (self.config.max_connections_per_user, user) {
             (registry.streams_of(user) >= max).then_some(SubscribeError::TooManyForUser)
@@ -311,7 +322,10 @@ impl Hub {
         let registry = self.registry.read();
         for conn in registry.all() {
             let jitter = rand::random_range(0..=self.config.retry_ms);
-            let hint = format!(": shutting down\nretry: {}\n\n", self.config.retry_ms + jitter);
+            let hint = format!(
+                ": shutting down\nretry: {}\n\n",
+                self.config.retry_ms + jitter
+            );
             conn.push(&Frame::control(hint), now);
             conn.close(CloseReason::Shutdown);
         }

@@ -92,7 +92,18 @@ mod tests {
 
     #[test]
     fn rejects_malformed_ids() {
-        for bad in ["", "12", "-1", "1-", "a-1", "1-b", "1-2-3", "+1-2", "1 -2", "99999999999999999999-1"] {
+        for bad in [
+            "",
+            "12",
+            "-1",
+            "1-",
+            "a-1",
+            "1-b",
+            "1-2-3",
+            "+1-2",
+            "1 -2",
+            "99999999999999999999-1",
+        ] {
             assert_eq!(bad.parse::<EventId>(), Err(InvalidEventId), "{bad:?}");
         }
     }

@@ -33,5 +33,7 @@ pub use herald::{Herald, PublishError};
 pub use hub::{Hub, HubConfig, HubStats, SubscribeError, SubscribeRequest, MISSED_EVENT};
 pub use id::{unix_ms, unix_us, EventId, InvalidEventId};
 pub use memory::MemoryBroker;
-pub use publication::{validate_user, Publication, PublicationError, MAX_USER_LEN, RESERVED_EVENT_PREFIX};
+pub use publication::{
+    validate_user, Publication, PublicationError, MAX_USER_LEN, RESERVED_EVENT_PREFIX,
+};
 pub use topic::{validate_topic, Pattern, TopicError};

@@ -43,7 +43,11 @@ pub enum PublicationError {
 
 impl Publication {
     /// An event for every stream of `user`.
-    pub fn to_user(user: impl Into<String>, event: impl Into<String>, data: impl Into<String>) -> Self {
+    pub fn to_user(
+        user: impl Into<String>,
+        event: impl Into<String>,
+        data: impl Into<String>,
+    ) -> Self {
         Self {
             event: Some(event.into()),
             data: data.into(),
@@ -53,7 +57,11 @@ impl Publication {
     }
 
     /// An event for every subscriber of `topic`.
-    pub fn to_topic(topic: impl Into<String>, event: impl Into<String>, data: impl Into<String>) -> Self {
+    pub fn to_topic(
+        topic: impl Into<String>,
+        event: impl Into<String>,
+        data: impl Into<String>,
+    ) -> Self {
         Self {
             event: Some(event.into()),
             data: data.into(),
@@ -110,8 +118,12 @@ mod tests {
 
     #[test]
     fn valid_publications_pass() {
-        assert!(Publication::to_user("u1", "order_update", "{}").validate().is_ok());
-        assert!(Publication::to_topic("orders/1", "x", "line1\nline2").validate().is_ok());
+        assert!(Publication::to_user("u1", "order_update", "{}")
+            .validate()
+            .is_ok());
+        assert!(Publication::to_topic("orders/1", "x", "line1\nline2")
+            .validate()
+            .is_ok());
         assert!(Publication::broadcast("x", "").validate().is_ok());
     }
 
@@ -125,8 +137,14 @@ mod tests {
             Publication::broadcast("herald.missed", "").validate(),
             Err(PublicationError::ReservedEventName(_))
         ));
-        assert_eq!(Publication::to_user("", "e", "").validate(), Err(PublicationError::BadUser));
-        assert_eq!(Publication::to_user("a\0", "e", "").validate(), Err(PublicationError::BadUser));
+        assert_eq!(
+            Publication::to_user("", "e", "").validate(),
+            Err(PublicationError::BadUser)
+        );
+        assert_eq!(
+            Publication::to_user("a\0", "e", "").validate(),
+            Err(PublicationError::BadUser)
+        );
         assert!(matches!(
             Publication::to_topic("a/*", "e", "").validate(),
             Err(PublicationError::Topic(_))

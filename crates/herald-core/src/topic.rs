@@ -154,6 +154,22 @@ impl Pattern {
     }
 }
 
+/// Drops patterns that another pattern in the list already covers (and exact repeats), so a
+/// stream subscribed to `orders/*` and `orders/**` is registered, and matched, once.
+pub fn without_redundant(patterns: Vec<Pattern>) -> Vec<Pattern> {
+    let mut kept: Vec<Pattern> = Vec::with_capacity(patterns.len());
+    for (i, pattern) in patterns.iter().enumerate() {
+        let redundant = patterns.iter().enumerate().any(|(j, other)| {
+            // Of two equal patterns the first is kept; otherwise a strictly wider one wins.
+            j != i && other.covers(pattern) && (j < i || !pattern.covers(other))
+        });
+        if !redundant {
+            kept.push(pattern.clone());
+        }
+    }
+    kept
+}
+
 impl fmt::Display for Pattern {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.source)
@@ -169,17 +185,55 @@ mod tests {
     }
 
     #[test]
+    fn redundant_patterns_are_dropped() {
+        let kept = |list: &[&str]| -> Vec<String> {
+            without_redundant(list.iter().map(|s| p(s)).collect())
+                .iter()
+                .map(|p| p.to_string())
+                .collect()
+        };
+        assert_eq!(
+            kept(&["orders/*", "orders/**", "news"]),
+            ["orders/**", "news"]
+        );
+        assert_eq!(kept(&["a/b", "a/b", "a/*"]), ["a/*"]);
+        assert_eq!(kept(&["x/*", "x/*"]), ["x/*"]);
+        assert_eq!(kept(&["a/*", "b/*"]), ["a/*", "b/*"]);
+    }
+
+    #[test]
     fn topic_validation() {
         assert!(validate_topic("orders/42").is_ok());
         assert!(validate_topic("café/ünïcode").is_ok());
         assert_eq!(validate_topic(""), Err(TopicError::Empty));
-        assert!(matches!(validate_topic("a//b"), Err(TopicError::EmptySegment(_))));
-        assert!(matches!(validate_topic("/a"), Err(TopicError::EmptySegment(_))));
-        assert!(matches!(validate_topic("a/"), Err(TopicError::EmptySegment(_))));
-        assert!(matches!(validate_topic("a b"), Err(TopicError::BadCharacter(_))));
-        assert!(matches!(validate_topic("a\nb"), Err(TopicError::BadCharacter(_))));
-        assert!(matches!(validate_topic("a/*"), Err(TopicError::Wildcard(_))));
-        assert!(matches!(validate_topic("@users"), Err(TopicError::Reserved(_))));
+        assert!(matches!(
+            validate_topic("a//b"),
+            Err(TopicError::EmptySegment(_))
+        ));
+        assert!(matches!(
+            validate_topic("/a"),
+            Err(TopicError::EmptySegment(_))
+        ));
+        assert!(matches!(
+            validate_topic("a/"),
+            Err(TopicError::EmptySegment(_))
+        ));
+        assert!(matches!(
+            validate_topic("a b"),
+            Err(TopicError::BadCharacter(_))
+        ));
+        assert!(matches!(
+            validate_topic("a\nb"),
+            Err(TopicError::BadCharacter(_))
+        ));
+        assert!(matches!(
+            validate_topic("a/*"),
+            Err(TopicError::Wildcard(_))
+        ));
+        assert!(matches!(
+            validate_topic("@users"),
+            Err(TopicError::Reserved(_))
+        ));
         assert_eq!(validate_topic(&"x".repeat(257)), Err(TopicError::TooLong));
     }
 
@@ -188,9 +242,18 @@ mod tests {
         assert!(Pattern::parse("a/*/c").is_ok());
         assert!(Pattern::parse("a/**").is_ok());
         assert!(Pattern::parse("**").is_ok());
-        assert!(matches!(Pattern::parse("a/**/c"), Err(TopicError::BadWildcard(_))));
-        assert!(matches!(Pattern::parse("a/b*"), Err(TopicError::BadWildcard(_))));
-        assert!(matches!(Pattern::parse("***"), Err(TopicError::BadWildcard(_))));
+        assert!(matches!(
+            Pattern::parse("a/**/c"),
+            Err(TopicError::BadWildcard(_))
+        ));
+        assert!(matches!(
+            Pattern::parse("a/b*"),
+            Err(TopicError::BadWildcard(_))
+        ));
+        assert!(matches!(
+            Pattern::parse("***"),
+            Err(TopicError::BadWildcard(_))
+        ));
         assert!(p("a/b").is_exact());
         assert!(!p("a/*").is_exact());
     }

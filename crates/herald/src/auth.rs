@@ -69,10 +69,14 @@ impl PublishGrant {
     /// Checks one publication's targets against the grant.
     pub fn allows(&self, users: &[String], topics: &[String]) -> Result<(), String> {
         if users.is_empty() && topics.is_empty() && !self.broadcast {
-            return Err(format!("this token may not broadcast (its publish claim lacks \"{GRANT_BROADCAST}\")"));
+            return Err(format!(
+                "this token may not broadcast (its publish claim lacks \"{GRANT_BROADCAST}\")"
+            ));
         }
         if !users.is_empty() && !self.users {
-            return Err(format!("this token may not publish to users (its publish claim lacks \"{GRANT_USERS}\")"));
+            return Err(format!(
+                "this token may not publish to users (its publish claim lacks \"{GRANT_USERS}\")"
+            ));
         }
         for topic in topics {
             if !self.topics.iter().any(|p| p.matches(topic)) {
@@ -176,9 +180,9 @@ impl Auth {
             };
         };
         let claims = self.verify(token)?;
-        let id = claims
-            .sub
-            .ok_or_else(|| ApiError::unauthorized("token has no sub claim (a subscriber token names its user)"))?;
+        let id = claims.sub.ok_or_else(|| {
+            ApiError::unauthorized("token has no sub claim (a subscriber token names its user)")
+        })?;
         validate_user(&id).map_err(|e| ApiError::unauthorized(format!("token sub: {e}")))?;
         let topics = parse_claim_patterns(claims.topics.unwrap_or_default(), "topics")?;
         Ok(Subscriber::User {
@@ -189,7 +193,11 @@ impl Auth {
     }
 
     /// Checks that the subscriber may subscribe to every requested pattern.
-    pub fn authorize_topics(&self, who: &Subscriber, requested: &[Pattern]) -> Result<(), ApiError> {
+    pub fn authorize_topics(
+        &self,
+        who: &Subscriber,
+        requested: &[Pattern],
+    ) -> Result<(), ApiError> {
         let granted: &[Pattern] = match who {
             Subscriber::User { topics, .. } => topics,
             Subscriber::Anonymous => &[],
@@ -212,7 +220,9 @@ impl Auth {
     /// Authenticates a publisher from its bearer credential.
     pub fn publisher(&self, bearer: Option<&str>) -> Result<Publisher, ApiError> {
         let bearer = bearer.ok_or_else(|| {
-            ApiError::unauthorized("publishing needs Authorization: Bearer <publish key or publisher token>")
+            ApiError::unauthorized(
+                "publishing needs Authorization: Bearer <publish key or publisher token>",
+            )
         })?;
         let presented = digest(bearer);
         // Compare against every key without stopping early, so timing says nothing either.

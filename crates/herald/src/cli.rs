@@ -12,7 +12,11 @@ use clap::builder::BoolishValueParser;
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "herald", version, about = "A real-time event hub over Server-Sent Events.")]
+#[command(
+    name = "herald",
+    version,
+    about = "A real-time event hub over Server-Sent Events."
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -21,16 +25,22 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the hub.
-    #[command(after_help = "Example (development, everything generated):\n  herald serve\n\n\
-Example (production):\n  herald serve --listen 0.0.0.0:8080 --jwt-secret \"$SECRET\" --publish-key \"$KEY\" \\\n    --cors-origin https://app.example.com")]
-    Serve(ServeArgs),
+    #[command(
+        after_help = "Example (development, everything generated):\n  herald serve\n\n\
+Example (production):\n  herald serve --listen 0.0.0.0:8080 --jwt-secret \"$SECRET\" --publish-key \"$KEY\" \\\n    --cors-origin https://app.example.com"
+    )]
+    Serve(Box<ServeArgs>),
     /// Mint a JWT for development: a subscriber token (--sub) and/or a publisher token (--publish).
-    #[command(after_help = "Examples:\n  herald token --secret \"$SECRET\" --sub user_123 --topics 'orders/*' --ttl 1h\n  \
-herald token --secret \"$SECRET\" --publish 'orders/**' --publish @users")]
+    #[command(
+        after_help = "Examples:\n  herald token --secret \"$SECRET\" --sub user_123 --topics 'orders/*' --ttl 1h\n  \
+herald token --secret \"$SECRET\" --publish 'orders/**' --publish @users"
+    )]
     Token(TokenArgs),
     /// Publish one event to a running hub.
-    #[command(after_help = "Example:\n  herald publish --url http://127.0.0.1:8080 --key \"$KEY\" --user user_123 \\\n    \
---event payment_completed --data '{\"amount\":5000}'")]
+    #[command(
+        after_help = "Example:\n  herald publish --url http://127.0.0.1:8080 --key \"$KEY\" --user user_123 \\\n    \
+--event payment_completed --data '{\"amount\":5000}'"
+    )]
     Publish(PublishArgs),
 }
 
@@ -49,7 +59,12 @@ pub struct ServeArgs {
     #[arg(long, env = "HERALD_JWT_PUBLIC_KEY")]
     pub jwt_public_key: Option<PathBuf>,
     /// Key accepted as `Authorization: Bearer <key>` on POST /publish (repeatable).
-    #[arg(long, env = "HERALD_PUBLISH_KEY", value_delimiter = ',', hide_env_values = true)]
+    #[arg(
+        long,
+        env = "HERALD_PUBLISH_KEY",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
     pub publish_key: Vec<String>,
     /// Admit streams without a token (broadcasts and public topics only).
     #[arg(long, env = "HERALD_ALLOW_ANONYMOUS", num_args = 0..=1, default_missing_value = "true",

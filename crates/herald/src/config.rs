@@ -111,19 +111,30 @@ impl ServeConfig {
             None => FileConfig::default(),
         };
         if pick(args.redis, file.redis).is_some() {
-            return Err(ConfigError::Unsupported("--redis", "multi-node mode is planned"));
+            return Err(ConfigError::Unsupported(
+                "--redis",
+                "multi-node mode is planned",
+            ));
         }
-        if pick(args.tls_cert, file.tls_cert).is_some() || pick(args.tls_key, file.tls_key).is_some() {
+        if pick(args.tls_cert, file.tls_cert).is_some()
+            || pick(args.tls_key, file.tls_key).is_some()
+        {
             return Err(ConfigError::Unsupported(
                 "--tls-cert/--tls-key",
                 "terminate TLS in a proxy for now",
             ));
         }
         if pick(args.schema, file.schema).is_some() {
-            return Err(ConfigError::Unsupported("--schema", "typed events are planned"));
+            return Err(ConfigError::Unsupported(
+                "--schema",
+                "typed events are planned",
+            ));
         }
         if pick(args.console, file.console).unwrap_or(false) {
-            return Err(ConfigError::Unsupported("--console", "the developer console is planned"));
+            return Err(ConfigError::Unsupported(
+                "--console",
+                "the developer console is planned",
+            ));
         }
 
         let heartbeat = pick(args.heartbeat, file.heartbeat).unwrap_or(15);
@@ -160,7 +171,10 @@ impl ServeConfig {
             retry_ms: pick(args.retry_ms, file.retry_ms).unwrap_or(3_000),
             cors_origins,
             max_connections: pick(args.max_connections, file.max_connections),
-            max_connections_per_user: pick(args.max_connections_per_user, file.max_connections_per_user),
+            max_connections_per_user: pick(
+                args.max_connections_per_user,
+                file.max_connections_per_user,
+            ),
             max_body_bytes,
             dev_mode,
         })
@@ -208,7 +222,9 @@ mod tests {
 
     #[test]
     fn flag_beats_file_and_file_beats_default() {
-        let f = file("listen = \"127.0.0.1:9000\"\nheartbeat = 5\nhistory = 7\npublish-key = [\"k1\"]\n");
+        let f = file(
+            "listen = \"127.0.0.1:9000\"\nheartbeat = 5\nhistory = 7\npublish-key = [\"k1\"]\n",
+        );
         let args = ServeArgs {
             config: Some(f.0.clone()),
             heartbeat: Some(2),
@@ -225,11 +241,20 @@ mod tests {
     #[test]
     fn unknown_file_keys_and_unsupported_flags_are_errors() {
         let f = file("listne = \"127.0.0.1:9000\"\n");
-        let err = ServeConfig::resolve(ServeArgs { config: Some(f.0.clone()), ..Default::default() });
+        let err = ServeConfig::resolve(ServeArgs {
+            config: Some(f.0.clone()),
+            ..Default::default()
+        });
         assert!(matches!(err, Err(ConfigError::Parse { .. })));
-        let err = ServeConfig::resolve(ServeArgs { redis: Some("redis://x".into()), ..Default::default() });
+        let err = ServeConfig::resolve(ServeArgs {
+            redis: Some("redis://x".into()),
+            ..Default::default()
+        });
         assert!(matches!(err, Err(ConfigError::Unsupported("--redis", _))));
-        let err = ServeConfig::resolve(ServeArgs { cors_origin: vec!["*".into()], ..Default::default() });
+        let err = ServeConfig::resolve(ServeArgs {
+            cors_origin: vec!["*".into()],
+            ..Default::default()
+        });
         assert!(matches!(err, Err(ConfigError::CorsOrigin(_))));
     }
 }

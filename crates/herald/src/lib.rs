@@ -18,7 +18,7 @@ use cli::{Cli, Command};
 /// Runs one subcommand to completion. Errors are messages for the terminal.
 pub async fn run(cli: Cli) -> Result<(), String> {
     match cli.command {
-        Command::Serve(args) => commands::serve::run(args).await,
+        Command::Serve(args) => commands::serve::run(*args).await,
         Command::Token(args) => commands::token::run(args),
         Command::Publish(args) => commands::publish::run(args).await,
     }

@@ -54,7 +54,10 @@ pub fn decode(body: &[u8]) -> Result<Decoded, String> {
             .enumerate()
             .map(|(i, raw)| decode_item(raw.get()).map_err(|e| format!("item {i}: {e}")))
             .collect::<Result<_, _>>()?;
-        Ok(Decoded { publications, batch: true })
+        Ok(Decoded {
+            publications,
+            batch: true,
+        })
     } else if trimmed.starts_with('{') {
         Ok(Decoded {
             publications: vec![decode_item(text)?],
@@ -112,13 +115,14 @@ fn one_or_many(
 
 /// `retry` is milliseconds: a non-negative integer, or a string of ASCII digits.
 fn parse_retry(raw: &str) -> Result<u64, String> {
-    let digits = raw.strip_prefix('"').and_then(|r| r.strip_suffix('"')).unwrap_or(raw);
+    let digits = raw
+        .strip_prefix('"')
+        .and_then(|r| r.strip_suffix('"'))
+        .unwrap_or(raw);
     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return Err("retry must be a non-negative integer number of milliseconds".into());
     }
-    digits
-        .parse()
-        .map_err(|_| "retry is too large".to_owned())
+    digits.parse().map_err(|_| "retry is too large".to_owned())
 }
 
 /// The deepest bracket nesting in `text`, ignoring brackets inside strings. Runs before parsing
@@ -186,7 +190,8 @@ mod tests {
 
     #[test]
     fn object_data_is_compacted_preserving_order_and_spelling() {
-        let p = one(r#"{"user":"u1","event":"e","data":{ "z": 1.50, "a" : [1, 2], "s": "a b\n" }}"#);
+        let p =
+            one(r#"{"user":"u1","event":"e","data":{ "z": 1.50, "a" : [1, 2], "s": "a b\n" }}"#);
         assert_eq!(p.data, r#"{"z":1.50,"a":[1,2],"s":"a b\n"}"#);
         assert_eq!(p.users, vec!["u1"]);
         assert_eq!(p.event.as_deref(), Some("e"));

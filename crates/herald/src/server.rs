@@ -61,7 +61,10 @@ pub async fn serve(
     drop(listener);
     tracing::info!("shutting down: ending streams");
     herald.shutdown();
-    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown()).await.is_err() {
+    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
+        .await
+        .is_err()
+    {
         tracing::warn!("some connections did not finish within {SHUTDOWN_GRACE:?}");
     }
 }

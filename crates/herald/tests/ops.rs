@@ -24,15 +24,34 @@ async fn health_readiness_and_metrics() {
         publish(addr, json!({"user": "alice", "data": n})).await;
     }
     // One resume that misses (history 2), one that hits.
-    let mut missed = Sse::open(addr, Open { token: Some(&t), last_event_id: Some(&first), ..Default::default() }).await;
+    let mut missed = Sse::open(
+        addr,
+        Open {
+            token: Some(&t),
+            last_event_id: Some(&first),
+            ..Default::default()
+        },
+    )
+    .await;
     assert_eq!(missed.next_event().await.event_type, "herald.missed");
     let last = publish_id(addr, json!({"user": "alice", "data": 9})).await;
-    let mut hit = Sse::open(addr, Open { token: Some(&t), last_event_id: Some(&last), ..Default::default() }).await;
+    let mut hit = Sse::open(
+        addr,
+        Open {
+            token: Some(&t),
+            last_event_id: Some(&last),
+            ..Default::default()
+        },
+    )
+    .await;
     hit.next_item().await;
 
     let metrics = get(addr, "/metrics").await;
     assert_eq!(metrics.status, 200);
-    assert!(metrics.headers["content-type"].to_str().unwrap().starts_with("text/plain"));
+    assert!(metrics.headers["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain"));
     let text = metrics.body;
     let value = |name: &str| -> f64 {
         text.lines()
@@ -49,7 +68,10 @@ async fn health_readiness_and_metrics() {
     assert_eq!(value("herald_slow_consumer_disconnects_total"), 0.0);
     assert_eq!(value("herald_events_dropped_total"), 0.0);
     assert!(value("herald_subscriptions") >= 0.0);
-    assert!(text.contains("herald_delivery_latency_seconds_bucket{le=\"0.001\"}"), "{text}");
+    assert!(
+        text.contains("herald_delivery_latency_seconds_bucket{le=\"0.001\"}"),
+        "{text}"
+    );
     assert!(value("herald_delivery_latency_seconds_count") >= 1.0);
 }
 
@@ -62,22 +84,45 @@ async fn cors_allows_configured_origins_with_credentials_only() {
             .header("host", addr.as_str())
             .header("origin", origin)
             .header("access-control-request-method", "POST")
-            .header("access-control-request-headers", "authorization,content-type")
+            .header(
+                "access-control-request-headers",
+                "authorization,content-type",
+            )
             .body(Default::default())
             .unwrap()
     };
     let ok = request(addr, preflight("https://app.example.com")).await;
-    assert_eq!(ok.headers["access-control-allow-origin"], "https://app.example.com");
+    assert_eq!(
+        ok.headers["access-control-allow-origin"],
+        "https://app.example.com"
+    );
     assert_eq!(ok.headers["access-control-allow-credentials"], "true");
-    let allowed = ok.headers["access-control-allow-headers"].to_str().unwrap().to_ascii_lowercase();
-    assert!(allowed.contains("authorization") && allowed.contains("last-event-id"), "{allowed}");
+    let allowed = ok.headers["access-control-allow-headers"]
+        .to_str()
+        .unwrap()
+        .to_ascii_lowercase();
+    assert!(
+        allowed.contains("authorization") && allowed.contains("last-event-id"),
+        "{allowed}"
+    );
 
     let evil = request(addr, preflight("https://evil.example.net")).await;
     assert!(!evil.headers.contains_key("access-control-allow-origin"));
 
     let t = token("alice", &[]);
-    let sse = Sse::open(addr, Open { token: Some(&t), origin: Some("https://app.example.com"), ..Default::default() }).await;
-    assert_eq!(sse.headers["access-control-allow-origin"], "https://app.example.com");
+    let sse = Sse::open(
+        addr,
+        Open {
+            token: Some(&t),
+            origin: Some("https://app.example.com"),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(
+        sse.headers["access-control-allow-origin"],
+        "https://app.example.com"
+    );
 
     // A wildcard with credentials is refused at startup.
     let output = Command::new(env!("CARGO_BIN_EXE_herald"))
@@ -115,12 +160,15 @@ async fn sigterm_ends_streams_with_a_reconnect_hint_and_exits_quickly() {
 #[test]
 fn dev_mode_prints_commands_that_work_when_pasted() {
     let server = Server::start_raw(&[], &[]);
-    let output = server.output();
-    let subscribe = server
-        .wait_for_line(|l| l.trim_start().starts_with("curl -N"))
-        .or_else(|| output.lines().find(|l| l.trim_start().starts_with("curl -N")).map(str::to_owned))
-        .expect("subscribe line");
+    // The banner's last command line; everything before it has been read once it is seen.
+    server
+        .wait_for_line(|l| l.trim_start().starts_with("herald token --secret"))
+        .expect("banner");
     let out = server.output();
+    let subscribe = out
+        .lines()
+        .find(|l| l.trim_start().starts_with("curl -N"))
+        .expect("subscribe line");
     let lines: Vec<&str> = out.lines().collect();
     let publish_at = lines
         .iter()
@@ -140,7 +188,10 @@ fn dev_mode_prints_commands_that_work_when_pasted() {
     let first = reader.next().unwrap().unwrap();
     assert!(first.starts_with(':'), "{first}");
 
-    let published = Command::new("bash").args(["-c", publish.trim()]).output().unwrap();
+    let published = Command::new("bash")
+        .args(["-c", publish.trim()])
+        .output()
+        .unwrap();
     assert!(published.status.success());
     assert!(String::from_utf8_lossy(&published.stdout).contains("\"id\""));
     let delivered = reader
@@ -157,18 +208,43 @@ async fn configuration_precedence_flag_over_env_over_file() {
     let dir = std::env::temp_dir().join(format!("herald-cfg-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("herald.toml");
-    std::fs::write(&file, format!("jwt-secret = \"{SECRET}\"\npublish-key = [\"from-file\"]\nheartbeat = 100\n")).unwrap();
+    std::fs::write(
+        &file,
+        format!("jwt-secret = \"{SECRET}\"\npublish-key = [\"from-file\"]\nheartbeat = 100\n"),
+    )
+    .unwrap();
     let file = file.to_str().unwrap();
 
     // File alone: its publish key works.
     let s = Server::start_raw(&["--config", file], &[]);
-    assert_eq!(publish_raw(&s.addr, Some("from-file"), json!({"data": 1}).to_string()).await.status, 200);
+    assert_eq!(
+        publish_raw(&s.addr, Some("from-file"), json!({"data": 1}).to_string())
+            .await
+            .status,
+        200
+    );
     drop(s);
 
     // Env beats file: HERALD_PUBLISH_KEY replaces the file's list, HERALD_HEARTBEAT its heartbeat.
-    let s = Server::start_raw(&["--config", file], &[("HERALD_PUBLISH_KEY", "env-1,env-2"), ("HERALD_HEARTBEAT", "1")]);
-    assert_eq!(publish_raw(&s.addr, Some("from-file"), json!({"data": 1}).to_string()).await.status, 401);
-    assert_eq!(publish_raw(&s.addr, Some("env-2"), json!({"data": 1}).to_string()).await.status, 200);
+    let s = Server::start_raw(
+        &["--config", file],
+        &[
+            ("HERALD_PUBLISH_KEY", "env-1,env-2"),
+            ("HERALD_HEARTBEAT", "1"),
+        ],
+    );
+    assert_eq!(
+        publish_raw(&s.addr, Some("from-file"), json!({"data": 1}).to_string())
+            .await
+            .status,
+        401
+    );
+    assert_eq!(
+        publish_raw(&s.addr, Some("env-2"), json!({"data": 1}).to_string())
+            .await
+            .status,
+        200
+    );
     let mut sse = Sse::ok(&s.addr, &token("alice", &[])).await;
     for _ in 0..3 {
         sse.next_item().await; // comment, retry, then a heartbeat comment within a second or two
@@ -180,21 +256,38 @@ async fn configuration_precedence_flag_over_env_over_file() {
         &["--config", file, "--publish-key", "from-flag"],
         &[("HERALD_PUBLISH_KEY", "env-1")],
     );
-    assert_eq!(publish_raw(&s.addr, Some("env-1"), json!({"data": 1}).to_string()).await.status, 401);
-    assert_eq!(publish_raw(&s.addr, Some("from-flag"), json!({"data": 1}).to_string()).await.status, 200);
+    assert_eq!(
+        publish_raw(&s.addr, Some("env-1"), json!({"data": 1}).to_string())
+            .await
+            .status,
+        401
+    );
+    assert_eq!(
+        publish_raw(&s.addr, Some("from-flag"), json!({"data": 1}).to_string())
+            .await
+            .status,
+        200
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn unsupported_flags_say_so_and_exit_non_zero() {
-    for flag in [["--redis", "redis://127.0.0.1:1"], ["--tls-cert", "x.pem"], ["--schema", "s.json"]] {
+    for flag in [
+        ["--redis", "redis://127.0.0.1:1"],
+        ["--tls-cert", "x.pem"],
+        ["--schema", "s.json"],
+    ] {
         let output = Command::new(env!("CARGO_BIN_EXE_herald"))
             .arg("serve")
             .args(flag)
             .output()
             .unwrap();
         assert_eq!(output.status.code(), Some(2), "{flag:?}");
-        assert!(String::from_utf8_lossy(&output.stderr).contains("not supported yet"), "{flag:?}");
+        assert!(
+            String::from_utf8_lossy(&output.stderr).contains("not supported yet"),
+            "{flag:?}"
+        );
     }
 }
 
@@ -203,22 +296,51 @@ async fn token_and_publish_subcommands_work_against_a_running_hub() {
     let server = Server::start(&[]);
     let herald = env!("CARGO_BIN_EXE_herald");
     let minted = Command::new(herald)
-        .args(["token", "--secret", SECRET, "--sub", "alice", "--topics", "orders/*", "--ttl", "10m"])
+        .args([
+            "token", "--secret", SECRET, "--sub", "alice", "--topics", "orders/*", "--ttl", "10m",
+        ])
         .output()
         .unwrap();
     assert!(minted.status.success());
     let t = String::from_utf8(minted.stdout).unwrap().trim().to_owned();
-    let mut sse = Sse::open(&server.addr, Open { token: Some(&t), query: "topic=orders/1", ..Default::default() }).await;
+    let mut sse = Sse::open(
+        &server.addr,
+        Open {
+            token: Some(&t),
+            query: "topic=orders/1",
+            ..Default::default()
+        },
+    )
+    .await;
     assert_eq!(sse.status, 200);
 
     let url = server.url("");
     let published = Command::new(herald)
-        .args(["publish", "--url", &url, "--key", KEY, "--user", "alice", "--event", "paid", "--data", r#"{"amount":5000}"#])
+        .args([
+            "publish",
+            "--url",
+            &url,
+            "--key",
+            KEY,
+            "--user",
+            "alice",
+            "--event",
+            "paid",
+            "--data",
+            r#"{"amount":5000}"#,
+        ])
         .output()
         .unwrap();
-    assert!(published.status.success(), "{}", String::from_utf8_lossy(&published.stderr));
+    assert!(
+        published.status.success(),
+        "{}",
+        String::from_utf8_lossy(&published.stderr)
+    );
     let event = sse.next_event().await;
-    assert_eq!((event.event_type.as_str(), event.data.as_str()), ("paid", r#"{"amount":5000}"#));
+    assert_eq!(
+        (event.event_type.as_str(), event.data.as_str()),
+        ("paid", r#"{"amount":5000}"#)
+    );
 
     let bad_json = Command::new(herald)
         .args(["publish", "--url", &url, "--key", KEY, "--data", "{oops"])
@@ -233,7 +355,15 @@ async fn token_and_publish_subcommands_work_against_a_running_hub() {
     assert!(!bad_key.status.success());
     assert!(String::from_utf8_lossy(&bad_key.stderr).contains("401"));
     let unreachable = Command::new(herald)
-        .args(["publish", "--url", "http://127.0.0.1:1", "--key", KEY, "--data", "1"])
+        .args([
+            "publish",
+            "--url",
+            "http://127.0.0.1:1",
+            "--key",
+            KEY,
+            "--data",
+            "1",
+        ])
         .output()
         .unwrap();
     assert!(!unreachable.status.success());
@@ -272,6 +402,8 @@ async fn slow_consumer_is_disconnected_and_counted_while_others_keep_receiving()
     assert!(slow_closed, "the stalled stream was never cut off");
     // Once the peer goes away the stream is released, and the log says why it was closed.
     drop(stalled);
-    let line = server.wait_for_line(|l| l.contains("stream closed") && l.contains("user=slow")).expect("logged");
+    let line = server
+        .wait_for_line(|l| l.contains("stream closed") && l.contains("user=slow"))
+        .expect("logged");
     assert!(line.contains("slow_consumer"), "{line}");
 }

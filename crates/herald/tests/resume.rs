@@ -11,7 +11,15 @@ async fn resume_by_header_replays_exactly_what_the_stream_would_have_received() 
     let server = Server::start(&[]);
     let addr = &server.addr;
     let t = token("alice", &["orders/*"]);
-    let mut first = Sse::open(addr, Open { token: Some(&t), query: "topic=orders/1", ..Default::default() }).await;
+    let mut first = Sse::open(
+        addr,
+        Open {
+            token: Some(&t),
+            query: "topic=orders/1",
+            ..Default::default()
+        },
+    )
+    .await;
     let e1 = publish_id(addr, json!({"user": "alice", "event": "e1", "data": 1})).await;
     assert_eq!(first.next_event().await.last_event_id, e1);
     drop(first);
@@ -20,9 +28,22 @@ async fn resume_by_header_replays_exactly_what_the_stream_would_have_received() 
     publish(addr, json!({"user": "bob", "event": "not-hers", "data": 3})).await;
     publish(addr, json!({"event": "e4", "data": 4})).await;
     publish(addr, json!({"topic": "orders/1", "event": "e5", "data": 5})).await;
-    publish(addr, json!({"topic": "orders/2", "event": "other-topic", "data": 6})).await;
+    publish(
+        addr,
+        json!({"topic": "orders/2", "event": "other-topic", "data": 6}),
+    )
+    .await;
 
-    let mut resumed = Sse::open(addr, Open { token: Some(&t), query: "topic=orders/1", last_event_id: Some(&e1), ..Default::default() }).await;
+    let mut resumed = Sse::open(
+        addr,
+        Open {
+            token: Some(&t),
+            query: "topic=orders/1",
+            last_event_id: Some(&e1),
+            ..Default::default()
+        },
+    )
+    .await;
     assert_eq!(resumed.status, 200);
     let e5 = resumed.names_until("e5").await;
     assert_eq!(e5, ["e2", "e4", "e5"]);
@@ -38,7 +59,15 @@ async fn resume_by_query_parameter() {
     let id = publish_id(addr, json!({"user": "alice", "event": "before", "data": 1})).await;
     publish(addr, json!({"user": "alice", "event": "after", "data": 2})).await;
     let query = format!("lastEventId={id}");
-    let mut sse = Sse::open(addr, Open { token: Some(&t), query: &query, ..Default::default() }).await;
+    let mut sse = Sse::open(
+        addr,
+        Open {
+            token: Some(&t),
+            query: &query,
+            ..Default::default()
+        },
+    )
+    .await;
     assert_eq!(sse.next_event().await.event_type, "after");
 }
 
@@ -59,8 +88,20 @@ async fn a_fresh_stream_learns_its_position_so_a_reconnect_loses_nothing() {
             .unwrap_or_default();
     }
     drop(sse);
-    publish(addr, json!({"user": "alice", "event": "while-away", "data": 1})).await;
-    let mut back = Sse::open(addr, Open { token: Some(&t), last_event_id: Some(&position), ..Default::default() }).await;
+    publish(
+        addr,
+        json!({"user": "alice", "event": "while-away", "data": 1}),
+    )
+    .await;
+    let mut back = Sse::open(
+        addr,
+        Open {
+            token: Some(&t),
+            last_event_id: Some(&position),
+            ..Default::default()
+        },
+    )
+    .await;
     assert_eq!(back.next_event().await.event_type, "while-away");
 }
 
@@ -78,7 +119,15 @@ async fn too_old_or_unknown_ids_get_the_missed_event_then_live_events() {
         ("not-an-id", "unknown_id"),
         ("99999999999999-0", "unknown_id"),
     ] {
-        let mut sse = Sse::open(addr, Open { token: Some(&t), last_event_id: Some(id), ..Default::default() }).await;
+        let mut sse = Sse::open(
+            addr,
+            Open {
+                token: Some(&t),
+                last_event_id: Some(id),
+                ..Default::default()
+            },
+        )
+        .await;
         let missed = sse.next_event().await;
         assert_eq!(missed.event_type, "herald.missed", "{id}");
         let data: serde_json::Value = serde_json::from_str(&missed.data).unwrap();
@@ -122,7 +171,17 @@ async fn resume_is_race_free_under_concurrent_publishing() {
     while received.last() != Some(&(EVENTS - 1)) {
         let mut sse = match first.take() {
             Some(sse) => sse,
-            None => Sse::open(&addr, Open { token: Some(&t), last_event_id: last_id.as_deref(), ..Default::default() }).await,
+            None => {
+                Sse::open(
+                    &addr,
+                    Open {
+                        token: Some(&t),
+                        last_event_id: last_id.as_deref(),
+                        ..Default::default()
+                    },
+                )
+                .await
+            }
         };
         assert_eq!(sse.status, 200);
         reconnects += 1;

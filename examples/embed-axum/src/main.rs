@@ -64,7 +64,10 @@ struct Payment {
 /// An ordinary handler that, as a side effect, tells the user: `sendToUser(...)`.
 async fn pay(State(herald): State<Herald>, Query(p): Query<Payment>) -> impl IntoResponse {
     let data = serde_json::json!({ "amount": p.amount });
-    match herald.send_to_user(&p.user, "payment_completed", &data).await {
+    match herald
+        .send_to_user(&p.user, "payment_completed", &data)
+        .await
+    {
         Ok(id) => (StatusCode::OK, format!("paid; event {id}")),
         Err(error) => (StatusCode::BAD_REQUEST, error.to_string()),
     }
@@ -76,7 +79,10 @@ struct Announcement {
 }
 
 /// `broadcast(...)` to every open stream.
-async fn announce(State(herald): State<Herald>, Query(a): Query<Announcement>) -> impl IntoResponse {
+async fn announce(
+    State(herald): State<Herald>,
+    Query(a): Query<Announcement>,
+) -> impl IntoResponse {
     match herald.broadcast("announcement", &a.text).await {
         Ok(id) => (StatusCode::OK, format!("sent; event {id}")),
         Err(error) => (StatusCode::BAD_REQUEST, error.to_string()),

@@ -101,7 +101,11 @@ fn install_metrics() -> Result<PrometheusHandle, String> {
 /// Development mode: print the generated secrets and commands that work when pasted.
 fn print_dev_banner(addr: SocketAddr, config: &ServeConfig) -> Result<(), String> {
     let secret = config.jwt_secret.as_deref().unwrap_or_default();
-    let key = config.publish_keys.first().map(String::as_str).unwrap_or_default();
+    let key = config
+        .publish_keys
+        .first()
+        .map(String::as_str)
+        .unwrap_or_default();
     let claims = token::claims(
         Some(DEV_USER.to_owned()),
         vec!["**".to_owned()],

@@ -17,7 +17,12 @@ pub fn mint_hs256(secret: &str, claims: &Claims) -> Result<String, jsonwebtoken:
 }
 
 /// Claims expiring `ttl` from now.
-pub fn claims(sub: Option<String>, topics: Vec<String>, publish: Vec<String>, ttl: Duration) -> Claims {
+pub fn claims(
+    sub: Option<String>,
+    topics: Vec<String>,
+    publish: Vec<String>,
+    ttl: Duration,
+) -> Claims {
     let exp = herald_core::unix_ms() / 1000 + ttl.as_secs();
     Claims {
         sub,
@@ -29,12 +34,19 @@ pub fn claims(sub: Option<String>, topics: Vec<String>, publish: Vec<String>, tt
 
 pub fn run(args: TokenArgs) -> Result<(), String> {
     if args.sub.is_none() && args.publish.is_empty() {
-        return Err("give --sub USER for a subscriber token and/or --publish PATTERN for a publisher token".into());
+        return Err(
+            "give --sub USER for a subscriber token and/or --publish PATTERN for a publisher token"
+                .into(),
+        );
     }
     if !args.topics.is_empty() && args.sub.is_none() {
         return Err("--topics only makes sense with --sub".into());
     }
-    for pattern in args.topics.iter().chain(args.publish.iter().filter(|p| !p.starts_with('@'))) {
+    for pattern in args
+        .topics
+        .iter()
+        .chain(args.publish.iter().filter(|p| !p.starts_with('@')))
+    {
         herald_core::Pattern::parse(pattern).map_err(|e| format!("{pattern:?}: {e}"))?;
     }
     let claims = claims(args.sub, args.topics, args.publish, args.ttl);

@@ -44,12 +44,17 @@ impl EventsQuery {
 }
 
 /// The token, from `Authorization: Bearer`, else cookie `herald_token`, else `?access_token=`.
-fn subscriber_token(headers: &HeaderMap, query: &mut EventsQuery) -> Result<Option<String>, ApiError> {
+fn subscriber_token(
+    headers: &HeaderMap,
+    query: &mut EventsQuery,
+) -> Result<Option<String>, ApiError> {
     if let Some(token) = bearer(headers)? {
         return Ok(Some(token.to_owned()));
     }
     for cookies in headers.get_all(header::COOKIE) {
-        let Ok(cookies) = cookies.to_str() else { continue };
+        let Ok(cookies) = cookies.to_str() else {
+            continue;
+        };
         for pair in cookies.split(';') {
             if let Some(("herald_token", value)) = pair.trim().split_once('=') {
                 if !value.is_empty() {
@@ -70,10 +75,14 @@ pub fn bearer(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
         .to_str()
         .map_err(|_| ApiError::unauthorized("Authorization header is not valid text"))?;
     match value.split_once(' ') {
-        Some((scheme, credential)) if scheme.eq_ignore_ascii_case("bearer") && !credential.trim().is_empty() => {
+        Some((scheme, credential))
+            if scheme.eq_ignore_ascii_case("bearer") && !credential.trim().is_empty() =>
+        {
             Ok(Some(credential.trim()))
         }
-        _ => Err(ApiError::unauthorized("Authorization must be \"Bearer <token>\"")),
+        _ => Err(ApiError::unauthorized(
+            "Authorization must be \"Bearer <token>\"",
+        )),
     }
 }
 
@@ -126,7 +135,7 @@ pub async fn subscribe(
         })?;
     tracing::info!(
         stream = stream.id(),
-        user = user.as_deref().unwrap_or("-"),
+        user = %user.as_deref().unwrap_or("-"),
         topics = topic_count,
         "stream opened"
     );
@@ -137,7 +146,10 @@ pub async fn subscribe(
         opened: Instant::now(),
     }));
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
     Ok(response)
@@ -164,12 +176,15 @@ impl http_body::Body for LoggedStream {
 
 impl Drop for LoggedStream {
     fn drop(&mut self) {
-        let reason = self.inner.close_reason().map_or("client_gone", |r| r.as_str());
+        let reason = self
+            .inner
+            .close_reason()
+            .map_or("client_gone", |r| r.as_str());
         tracing::info!(
             stream = self.inner.id(),
-            user = self.user.as_deref().unwrap_or("-"),
+            user = %self.user.as_deref().unwrap_or("-"),
             duration_ms = self.opened.elapsed().as_millis() as u64,
-            reason,
+            reason = %reason,
             "stream closed"
         );
     }

@@ -35,7 +35,10 @@ pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
         .map(|handle| handle.render())
         .unwrap_or_default();
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         body,
     )
         .into_response()

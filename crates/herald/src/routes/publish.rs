@@ -6,8 +6,8 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{header, HeaderMap};
 use axum::Json;
-use http_body_util::{BodyExt, LengthLimitError, Limited};
 use herald_core::PublishError;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
 
 use crate::app::AppState;
 use crate::auth::Publisher;
@@ -53,7 +53,11 @@ pub async fn publish(
 }
 
 /// Reads the whole body, refusing (413) anything over `limit` bytes without buffering it.
-async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<bytes::Bytes, ApiError> {
+async fn read_body(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+) -> Result<bytes::Bytes, ApiError> {
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())

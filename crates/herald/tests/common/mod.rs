@@ -38,12 +38,7 @@ pub struct Server {
 impl Server {
     /// `herald serve` with a known secret and publish key, plus `extra` flags.
     pub fn start(extra: &[&str]) -> Self {
-        let mut args = vec![
-            "--jwt-secret",
-            SECRET,
-            "--publish-key",
-            KEY,
-        ];
+        let mut args = vec!["--jwt-secret", SECRET, "--publish-key", KEY];
         args.extend_from_slice(extra);
         Self::start_raw(&args, &[])
     }
@@ -72,7 +67,10 @@ impl Server {
         let (tx, lines) = std::sync::mpsc::channel();
         let stdout = child.stdout.take().expect("stdout");
         let stderr = child.stderr.take().expect("stderr");
-        for pipe in [Box::new(stdout) as Box<dyn std::io::Read + Send>, Box::new(stderr)] {
+        for pipe in [
+            Box::new(stdout) as Box<dyn std::io::Read + Send>,
+            Box::new(stderr),
+        ] {
             let output = output.clone();
             let tx = tx.clone();
             std::thread::spawn(move || {
@@ -92,7 +90,9 @@ impl Server {
         let line = server
             .wait_for_line(|l| l.starts_with("herald listening on http://"))
             .unwrap_or_else(|| panic!("herald did not start:\n{}", server.output()));
-        server.addr = line.trim_start_matches("herald listening on http://").to_owned();
+        server.addr = line
+            .trim_start_matches("herald listening on http://")
+            .to_owned();
         server
     }
 
@@ -123,7 +123,9 @@ impl Server {
 
     /// Sends SIGTERM and waits (bounded) for the process to exit.
     pub fn terminate(&mut self) -> Option<ExitStatus> {
-        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
         let deadline = std::time::Instant::now() + WAIT;
         while std::time::Instant::now() < deadline {
             if let Ok(Some(status)) = self.child.try_wait() {
@@ -184,7 +186,9 @@ async fn send(addr: &str, request: http::Request<Full<Bytes>>) -> http::Response
 
 /// Any request; the whole body is read.
 pub async fn request(addr: &str, request: http::Request<Full<Bytes>>) -> Reply {
-    let response = tokio::time::timeout(WAIT, send(addr, request)).await.expect("timely answer");
+    let response = tokio::time::timeout(WAIT, send(addr, request))
+        .await
+        .expect("timely answer");
     let status = response.status().as_u16();
     let headers = response.headers().clone();
     let body = tokio::time::timeout(WAIT, response.into_body().collect())
@@ -200,7 +204,14 @@ pub async fn request(addr: &str, request: http::Request<Full<Bytes>>) -> Reply {
 }
 
 pub async fn get(addr: &str, path: &str) -> Reply {
-    request(addr, http::Request::get(path).header("host", addr).body(Full::default()).unwrap()).await
+    request(
+        addr,
+        http::Request::get(path)
+            .header("host", addr)
+            .body(Full::default())
+            .unwrap(),
+    )
+    .await
 }
 
 /// `POST /publish` with `auth` as the bearer credential and a raw body.
@@ -223,7 +234,10 @@ pub async fn publish(addr: &str, body: Value) -> Value {
 
 /// Publishes one event and returns its id.
 pub async fn publish_id(addr: &str, body: Value) -> String {
-    publish(addr, body).await["id"].as_str().expect("id").to_owned()
+    publish(addr, body).await["id"]
+        .as_str()
+        .expect("id")
+        .to_owned()
 }
 
 /// An open SSE stream, parsed with herald-proto's parser.
@@ -234,6 +248,14 @@ pub struct Sse {
     /// Raw bytes received so far.
     pub raw: Arc<Mutex<Vec<u8>>>,
     ended: bool,
+    /// The task reading the body; aborting it drops the body, which closes the connection.
+    reader: tokio::task::AbortHandle,
+}
+
+impl Drop for Sse {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
 }
 
 /// How to open a stream.
@@ -268,19 +290,22 @@ impl Sse {
         if let Some(origin) = how.origin {
             builder = builder.header("origin", origin);
         }
-        let response = tokio::time::timeout(WAIT, send(addr, builder.body(Full::default()).unwrap()))
-            .await
-            .expect("timely response head");
+        let response =
+            tokio::time::timeout(WAIT, send(addr, builder.body(Full::default()).unwrap()))
+                .await
+                .expect("timely response head");
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         let (tx, items) = mpsc::unbounded_channel();
         let raw = Arc::new(Mutex::new(Vec::new()));
         let raw_in = raw.clone();
         let mut body = response.into_body();
-        tokio::spawn(async move {
+        let reader = tokio::spawn(async move {
             let mut parser = Parser::new();
             while let Some(Ok(frame)) = body.frame().await {
-                let Ok(data) = frame.into_data() else { continue };
+                let Ok(data) = frame.into_data() else {
+                    continue;
+                };
                 raw_in.lock().unwrap().extend_from_slice(&data);
                 if parser.feed(&data).is_err() {
                     break;
@@ -299,12 +324,20 @@ impl Sse {
             items,
             raw,
             ended: false,
+            reader: reader.abort_handle(),
         }
     }
 
     /// Opens a stream for `token` and asserts it was accepted.
     pub async fn ok(addr: &str, token: &str) -> Sse {
-        let sse = Sse::open(addr, Open { token: Some(token), ..Default::default() }).await;
+        let sse = Sse::open(
+            addr,
+            Open {
+                token: Some(token),
+                ..Default::default()
+            },
+        )
+        .await;
         assert_eq!(sse.status, 200);
         sse
     }
@@ -320,7 +353,10 @@ impl Sse {
                 self.ended = true;
                 None
             }
-            Err(_) => panic!("no SSE item within {WAIT:?}; raw so far: {:?}", self.raw_text()),
+            Err(_) => panic!(
+                "no SSE item within {WAIT:?}; raw so far: {:?}",
+                self.raw_text()
+            ),
         }
     }
 

@@ -1,4 +1,4 @@
-//! Command-line interface: `herald serve | token | publish`.
+//! Command-line interface: `herald serve | token | publish | bench`.
 //!
 //! Every `serve` flag can also come from an environment variable `HERALD_<FLAG>` and from the TOML
 //! file given with `--config` (keys are the flag names, e.g. `jwt-secret = "..."`). Precedence:
@@ -42,6 +42,8 @@ herald token --secret \"$SECRET\" --publish 'orders/**' --publish @users"
 --event payment_completed --data '{\"amount\":5000}'"
     )]
     Publish(PublishArgs),
+    /// Load-test a hub (or a peer server): streams, publishers, latency, memory.
+    Bench(Box<herald_bench::BenchArgs>),
 }
 
 #[derive(Debug, Default, Args)]

@@ -117,10 +117,12 @@ impl Streams {
                 let permit = gate.acquire_owned().await;
                 let connected = connect(server, index, &request).await;
                 drop(permit);
+                if connected.is_ok() {
+                    counters.open.fetch_add(1, Ordering::Relaxed);
+                }
                 let _ = ready_tx.send(());
                 match connected {
                     Ok((stream, leftover)) => {
-                        counters.open.fetch_add(1, Ordering::Relaxed);
                         read_events(stream, leftover, index, &deliveries, &latency).await;
                         counters.open.fetch_sub(1, Ordering::Relaxed);
                         counters.closed_by_server.fetch_add(1, Ordering::Relaxed);

@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# Runs every benchmark scenario against Herald and each peer in shared/peers/ in one go and
+# prints one table with the ratio of every figure to the floor (rawsse).
+#
+#   bench/compare.sh                  # full run (about 15 minutes)
+#   QUICK=1 bench/compare.sh          # shorter runs, fewer streams (about 3 minutes)
+#   PEERS=../shared/peers TARGETS="herald rawsse" bench/compare.sh
+#
+# Every server gets a fresh process per scenario, so memory figures start from the same point.
+# Results (one JSON object per run) go to bench/results/<date>.jsonl; the table to stdout.
+set -euo pipefail
+
+root="$(cd "$(dirname "$0")/.." && pwd)"
+peers="${PEERS:-$root/../shared/peers}"
+targets="${TARGETS:-herald rawsse nchan express}"
+quick="${QUICK:-}"
+herald="$root/target/release/herald"
+secret="bench-secret-$(head -c 8 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+key="bench-key-$(head -c 8 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+mkdir -p "$root/bench/results"
+out="$root/bench/results/$(date -u +%Y-%m-%dT%H%M%SZ).jsonl"
+
+if [ -n "$quick" ]; then
+  idle_sizes="1000 5000"; streams=2000; duration=3s; rates="1000 2000"; large_streams=200
+else
+  idle_sizes="1000 10000 18000"; streams=10000; duration=10s; rates="1000 2000 5000 10000"; large_streams=1000
+fi
+
+(cd "$root" && cargo build --release --quiet)
+ulimit -n 20000 2>/dev/null || true
+
+port_of() { case "$1" in herald) echo 9100;; nchan) echo 9101;; express) echo 9102;; rawsse) echo 9103;; esac; }
+
+server_pid=""
+start() { # start TARGET: runs the server in the background and waits until it accepts
+  local target=$1 port; port=$(port_of "$1")
+  case "$target" in
+    herald) HERALD_LOG=warn "$herald" serve --listen "127.0.0.1:$port" --jwt-secret "$secret" \
+              --publish-key "$key" --history 100000 >/tmp/bench-herald.log 2>&1 & server_pid=$! ;;
+    *) PORT=$port setsid "$peers/$target/run.sh" >"/tmp/bench-$target.log" 2>&1 & server_pid=$! ;;
+  esac
+  for _ in $(seq 1 600); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then break; fi
+    sleep 0.1
+  done
+  # The process that holds the sockets (run.sh execs into it; nginx forks workers).
+  measured_pid=$server_pid
+  if [ "$target" = nchan ]; then
+    measured_pid=$(pgrep -P "$server_pid" nginx | head -1 || echo "$server_pid")
+  fi
+}
+stop() {
+  [ -n "$server_pid" ] || return 0
+  kill -TERM -- "-$server_pid" 2>/dev/null || kill -TERM "$server_pid" 2>/dev/null || true
+  wait "$server_pid" 2>/dev/null || true
+  if [ "$1" = nchan ]; then pkill -f "nginx -c /tmp" 2>/dev/null || true; fi
+  server_pid=""
+}
+trap 'stop herald; stop nchan' EXIT
+
+bench() { # bench TARGET ARGS...: one run, JSON appended to $out
+  local target=$1; shift
+  HERALD_JWT_SECRET="$secret" HERALD_PUBLISH_KEY="$key" "$herald" bench --json \
+    --target "$target" --url "127.0.0.1:$(port_of "$target")" --pid "$measured_pid" "$@" \
+    | sed "s/^{/{\"args\":\"$*\",/" | tee -a "$out" >/dev/null || echo "  ($target $* failed)" >&2
+}
+
+for target in $targets; do
+  echo "== $target" >&2
+  for n in $idle_sizes; do
+    start "$target"; bench "$target" --scenario idle --streams "$n" --duration 3s; stop "$target"
+  done
+  start "$target"; bench "$target" --scenario broadcast --streams "$streams" --duration "$duration"; stop "$target"
+  start "$target"
+  for rate in $rates; do
+    bench "$target" --scenario per-user --streams "$streams" --rate "$rate" --duration "$duration"
+  done
+  stop "$target"
+  start "$target"; bench "$target" --scenario publish --publishers 8 --duration "$duration"; stop "$target"
+  if [ "$target" = herald ]; then
+    start "$target"; bench "$target" --scenario publish --publishers 8 --batch 100 --duration "$duration"; stop "$target"
+    start "$target"; bench "$target" --scenario reconnect --streams "$streams"; stop "$target"
+  fi
+  start "$target"; bench "$target" --scenario large --streams "$large_streams" --duration "$duration"; stop "$target"
+done
+
+python3 "$root/bench/table.py" "$out"
+echo "raw results: $out" >&2

@@ -1,9 +1,11 @@
 //! Accepting connections and shutting down gracefully.
 //!
-//! Each TCP connection is served by hyper (HTTP/1.1, or HTTP/2 with prior knowledge) on its own
-//! task. Shutdown, in order: stop accepting; tell the hub to end every stream (each gets a
-//! jittered `retry:` hint, so clients don't stampede the remaining nodes); let hyper finish the
-//! in-flight responses; give up after a deadline.
+//! Each TCP connection gets a task. A cleartext HTTP/1.1 `GET /events` that opens a stream is
+//! served by [`crate::plain_sse`] (no per-connection HTTP buffers); everything else by hyper
+//! (HTTP/1.1, or HTTP/2 with prior knowledge). Shutdown, in order: stop accepting; tell the hub
+//! to end every stream (each gets a jittered `retry:` hint, so clients don't stampede the
+//! remaining nodes); wait for the streams and hyper's in-flight responses; give up after a
+//! deadline.
 
 use std::future::Future;
 use std::time::Duration;
@@ -15,6 +17,9 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+
+use crate::plain_sse;
 
 /// How long in-flight connections get to finish after shutdown starts.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -31,6 +36,8 @@ pub async fn serve(
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder.http1().max_buf_size(MAX_HEAD_BYTES);
     let graceful = GracefulShutdown::new();
+    // Every plain stream task holds a clone; `recv` returns `None` once all have ended.
+    let (streams_alive, mut streams_done) = mpsc::channel::<()>(1);
     tokio::pin!(shutdown);
 
     loop {
@@ -47,10 +54,17 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let service = TowerToHyperService::new(router.clone());
+        let router = router.clone();
         let builder = builder.clone();
         let watcher = graceful.watcher();
+        let streams_alive = streams_alive.clone();
         tokio::spawn(async move {
+            let stream = match plain_sse::try_stream(stream, &router, &streams_alive).await {
+                plain_sse::Outcome::Streaming => return,
+                plain_sse::Outcome::Hyper(stream) => stream,
+            };
+            drop(streams_alive);
+            let service = TowerToHyperService::new(router);
             let connection = builder.serve_connection(TokioIo::new(stream), service);
             if let Err(error) = watcher.watch(connection).await {
                 tracing::debug!(%error, "connection ended with an error");
@@ -61,7 +75,12 @@ pub async fn serve(
     drop(listener);
     tracing::info!("shutting down: ending streams");
     herald.shutdown();
-    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
+    drop(streams_alive);
+    let everything_ended = async {
+        graceful.shutdown().await;
+        streams_done.recv().await;
+    };
+    if tokio::time::timeout(SHUTDOWN_GRACE, everything_ended)
         .await
         .is_err()
     {

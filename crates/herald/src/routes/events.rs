@@ -10,7 +10,9 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, Uri};
 use axum::response::Response;
 use bytes::Bytes;
+use futures_util::Stream;
 use herald_core::{EventStream, Pattern, SubscribeError, SubscribeRequest};
+use parking_lot::Mutex;
 
 use crate::app::AppState;
 use crate::auth::Subscriber;
@@ -140,11 +142,16 @@ pub async fn subscribe(
         "stream opened"
     );
 
-    let mut response = Response::new(Body::new(LoggedStream {
+    let slot = StreamSlot::new(LoggedStream {
         inner: stream,
         user,
         opened: Instant::now(),
+    });
+    let mut response = Response::new(Body::new(SlotBody {
+        slot: slot.clone(),
+        stream: None,
     }));
+    response.extensions_mut().insert(slot);
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,
@@ -155,14 +162,29 @@ pub async fn subscribe(
     Ok(response)
 }
 
-/// The stream as an HTTP body, logging one line when it ends.
-struct LoggedStream {
-    inner: EventStream,
-    user: Option<String>,
-    opened: Instant,
+/// An open stream waiting for whoever writes the response: hyper, which polls it as the body,
+/// or the plain HTTP/1.1 path in [`crate::plain_sse`], which takes it from the response
+/// extensions and writes to the socket itself. Whoever takes it first owns it.
+#[derive(Clone)]
+pub struct StreamSlot(Arc<Mutex<Option<LoggedStream>>>);
+
+impl StreamSlot {
+    fn new(stream: LoggedStream) -> Self {
+        Self(Arc::new(Mutex::new(Some(stream))))
+    }
+
+    pub fn take(&self) -> Option<LoggedStream> {
+        self.0.lock().take()
+    }
 }
 
-impl http_body::Body for LoggedStream {
+/// The response body: the stream, taken from its slot on the first poll.
+struct SlotBody {
+    slot: StreamSlot,
+    stream: Option<LoggedStream>,
+}
+
+impl http_body::Body for SlotBody {
     type Data = Bytes;
     type Error = std::convert::Infallible;
 
@@ -170,7 +192,30 @@ impl http_body::Body for LoggedStream {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
-        Pin::new(&mut self.inner).poll_frame(cx)
+        if self.stream.is_none() {
+            self.stream = self.slot.take();
+        }
+        match self.stream.as_mut() {
+            Some(stream) => Pin::new(stream)
+                .poll_next(cx)
+                .map(|chunk| chunk.map(|bytes| Ok(http_body::Frame::data(bytes)))),
+            None => Poll::Ready(None),
+        }
+    }
+}
+
+/// The stream, logging one line when it ends.
+pub struct LoggedStream {
+    inner: EventStream,
+    user: Option<String>,
+    opened: Instant,
+}
+
+impl Stream for LoggedStream {
+    type Item = Bytes;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
+        Pin::new(&mut self.inner).poll_next(cx)
     }
 }
 

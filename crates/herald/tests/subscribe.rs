@@ -424,3 +424,45 @@ async fn tokens_never_appear_in_logs() {
     assert!(!output.contains(&t), "token leaked into the log");
     assert!(!output.contains(SECRET), "secret leaked into the log");
 }
+
+/// Most streams are written by the hub's own HTTP/1.1 path; requests it leaves to hyper
+/// (HTTP/1.0, a head split across packets) must stream just the same.
+#[tokio::test]
+async fn streams_work_over_http_1_0_and_with_a_head_split_across_packets() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = Server::start(&[]);
+    let addr = &server.addr;
+    for (version, split) in [("HTTP/1.0", false), ("HTTP/1.1", true), ("HTTP/1.1", false)] {
+        let mut socket = tokio::net::TcpStream::connect(addr).await.unwrap();
+        socket.set_nodelay(true).unwrap();
+        let head = format!(
+            "GET /events {version}\r\nHost: {addr}\r\nAuthorization: Bearer {}\r\n\r\n",
+            token("alice", &[])
+        );
+        if split {
+            let (a, b) = head.split_at(20);
+            socket.write_all(a.as_bytes()).await.unwrap();
+            socket.flush().await.unwrap();
+            socket.write_all(b.as_bytes()).await.unwrap();
+        } else {
+            socket.write_all(head.as_bytes()).await.unwrap();
+        }
+        // The stream is open once its position block (`id: ...`) has arrived.
+        let mut received = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !String::from_utf8_lossy(&received).contains("\nid: ") {
+            let n = tokio::time::timeout(WAIT, socket.read(&mut buf)).await.expect("stream opens").unwrap();
+            assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&received));
+            received.extend_from_slice(&buf[..n]);
+        }
+        let text = String::from_utf8_lossy(&received).to_string();
+        assert!(text.starts_with("HTTP/1.") && text.contains(" 200 "), "{text}");
+        assert!(text.to_ascii_lowercase().contains("content-type: text/event-stream"), "{text}");
+        publish(addr, json!({"user": "alice", "event": "hello", "data": version})).await;
+        while !String::from_utf8_lossy(&received).contains("event: hello") {
+            let n = tokio::time::timeout(WAIT, socket.read(&mut buf)).await.expect("event arrives").unwrap();
+            assert!(n > 0);
+            received.extend_from_slice(&buf[..n]);
+        }
+    }
+}

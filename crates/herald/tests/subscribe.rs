@@ -451,16 +451,37 @@ async fn streams_work_over_http_1_0_and_with_a_head_split_across_packets() {
         let mut received = Vec::new();
         let mut buf = [0u8; 4096];
         while !String::from_utf8_lossy(&received).contains("\nid: ") {
-            let n = tokio::time::timeout(WAIT, socket.read(&mut buf)).await.expect("stream opens").unwrap();
-            assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&received));
+            let n = tokio::time::timeout(WAIT, socket.read(&mut buf))
+                .await
+                .expect("stream opens")
+                .unwrap();
+            assert!(
+                n > 0,
+                "closed early: {}",
+                String::from_utf8_lossy(&received)
+            );
             received.extend_from_slice(&buf[..n]);
         }
         let text = String::from_utf8_lossy(&received).to_string();
-        assert!(text.starts_with("HTTP/1.") && text.contains(" 200 "), "{text}");
-        assert!(text.to_ascii_lowercase().contains("content-type: text/event-stream"), "{text}");
-        publish(addr, json!({"user": "alice", "event": "hello", "data": version})).await;
+        assert!(
+            text.starts_with("HTTP/1.") && text.contains(" 200 "),
+            "{text}"
+        );
+        assert!(
+            text.to_ascii_lowercase()
+                .contains("content-type: text/event-stream"),
+            "{text}"
+        );
+        publish(
+            addr,
+            json!({"user": "alice", "event": "hello", "data": version}),
+        )
+        .await;
         while !String::from_utf8_lossy(&received).contains("event: hello") {
-            let n = tokio::time::timeout(WAIT, socket.read(&mut buf)).await.expect("event arrives").unwrap();
+            let n = tokio::time::timeout(WAIT, socket.read(&mut buf))
+                .await
+                .expect("event arrives")
+                .unwrap();
             assert!(n > 0);
             received.extend_from_slice(&buf[..n]);
         }

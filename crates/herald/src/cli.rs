@@ -1,4 +1,4 @@
-//! Command-line interface: `herald serve | token | publish | bench`.
+//! Command-line interface: `herald serve | token | publish | subscribe | bench`.
 //!
 //! Every `serve` flag can also come from an environment variable `HERALD_<FLAG>` and from the TOML
 //! file given with `--config` (keys are the flag names, e.g. `jwt-secret = "..."`). Precedence:
@@ -10,6 +10,9 @@ use std::path::PathBuf;
 
 use clap::builder::BoolishValueParser;
 use clap::{Args, Parser, Subcommand};
+
+pub use crate::commands::publish::PublishArgs;
+pub use crate::commands::subscribe::SubscribeArgs;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -36,12 +39,25 @@ Example (production):\n  herald serve --listen 0.0.0.0:8080 --jwt-secret \"$SECR
 herald token --secret \"$SECRET\" --publish 'orders/**' --publish @users"
     )]
     Token(TokenArgs),
-    /// Publish one event to a running hub.
+    /// Publish events to a running hub: one from flags, or many as JSON lines on stdin.
     #[command(
-        after_help = "Example:\n  herald publish --url http://127.0.0.1:8080 --key \"$KEY\" --user user_123 \\\n    \
---event payment_completed --data '{\"amount\":5000}'"
+        after_help = "Examples:\n  herald publish --url http://127.0.0.1:8080 --key \"$KEY\" --user user_123 \\\n    \
+--event payment_completed --data '{\"amount\":5000}'\n  \
+herald publish --key \"$KEY\" --topic orders/42 --event order_update --data '{\"status\":\"shipped\"}'\n  \
+herald publish --key \"$KEY\" --data '\"hello, everyone\"'\n  \
+printf '%s\\n' '{\"user\":\"u1\",\"event\":\"e\",\"data\":1}' '{\"data\":2}' | herald publish --key \"$KEY\" --batch\n\n\
+Prints the id of each published event. Exit status 2 with the hub's reason on any error."
     )]
     Publish(PublishArgs),
+    /// Tail a stream: print events as they arrive (reconnects and resumes by itself).
+    #[command(
+        after_help = "Examples:\n  herald subscribe --url http://127.0.0.1:8080 --token \"$TOKEN\"\n  \
+herald subscribe --token \"$TOKEN\" --topic 'orders/*' --last-event-id 1732460000123-0\n  \
+herald subscribe --token \"$TOKEN\" --json | jq .data\n\n\
+Mint a development token with: herald token --secret \"$SECRET\" --sub user_123 --topics 'orders/*'\n\
+Exit status 2 with the hub's reason when it refuses the stream (401, 403) or cannot be reached."
+    )]
+    Subscribe(SubscribeArgs),
     /// Load-test a hub (or a peer server): streams, publishers, latency, memory.
     Bench(Box<herald_bench::BenchArgs>),
 }
@@ -131,26 +147,4 @@ pub struct TokenArgs {
     /// Lifetime, e.g. 30m, 1h, 7d.
     #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
     pub ttl: std::time::Duration,
-}
-
-#[derive(Debug, Args)]
-pub struct PublishArgs {
-    /// Base URL of the hub.
-    #[arg(long, env = "HERALD_URL", default_value = "http://127.0.0.1:8080")]
-    pub url: String,
-    /// Publish key (or publisher token).
-    #[arg(long, env = "HERALD_PUBLISH_KEY", hide_env_values = true)]
-    pub key: String,
-    /// Send to this user.
-    #[arg(long, conflicts_with = "topic")]
-    pub user: Option<String>,
-    /// Send to this topic.
-    #[arg(long)]
-    pub topic: Option<String>,
-    /// Event name (default: the unnamed "message" event).
-    #[arg(long)]
-    pub event: Option<String>,
-    /// Payload as JSON (a JSON string is sent verbatim).
-    #[arg(long)]
-    pub data: String,
 }

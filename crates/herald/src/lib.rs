@@ -22,6 +22,7 @@ pub async fn run(cli: Cli) -> Result<(), String> {
         Command::Serve(args) => commands::serve::run(*args).await,
         Command::Token(args) => commands::token::run(args),
         Command::Publish(args) => commands::publish::run(args).await,
+        Command::Subscribe(args) => commands::subscribe::run(args).await,
         Command::Bench(args) => herald_bench::run(*args).await.map(drop),
     }
 }

@@ -2,4 +2,5 @@
 
 pub mod publish;
 pub mod serve;
+pub mod subscribe;
 pub mod token;

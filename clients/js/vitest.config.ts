@@ -1,6 +1,14 @@
+import { fileURLToPath } from 'node:url';
 import { defineConfig } from 'vitest/config';
 
 export default defineConfig({
+  resolve: {
+    alias: {
+      '@herald/client': fileURLToPath(new URL('./packages/client/src/index.ts', import.meta.url)),
+      '@herald/react': fileURLToPath(new URL('./packages/react/src/index.tsx', import.meta.url)),
+    },
+  },
+  esbuild: { jsx: 'automatic' },
   test: {
     include: ['packages/*/test/**/*.test.{ts,tsx}'],
     environment: 'node',

@@ -115,8 +115,8 @@ pub(crate) struct OlderEvents {
 
 pub struct Hub {
     config: HubConfig,
-    registry: RwLock<Registry>,
-    history: Mutex<History>,
+    pub(crate) registry: RwLock<Registry>,
+    pub(crate) history: Mutex<History>,
     next_conn_id: AtomicU64,
     /// Coarse clock (Unix seconds), advanced by the maintenance tick.
     clock: AtomicU64,

@@ -20,6 +20,7 @@ mod herald;
 mod history;
 mod hub;
 mod id;
+mod inspect;
 mod memory;
 pub mod metrics;
 mod publication;
@@ -31,6 +32,7 @@ pub use conn::{CloseReason, EventStream, QueueLimits};
 pub use event::{Frame, HubEvent, Targets};
 pub use herald::{Herald, PublishError};
 pub use hub::{Hub, HubConfig, HubStats, SubscribeError, SubscribeRequest, MISSED_EVENT};
+pub use inspect::HubSnapshot;
 pub use id::{unix_ms, unix_us, EventId, InvalidEventId};
 pub use memory::MemoryBroker;
 pub use publication::{

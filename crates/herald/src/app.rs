@@ -18,6 +18,8 @@ pub struct AppState {
     pub herald: Herald,
     pub auth: Auth,
     pub max_body_bytes: usize,
+    /// Serve the developer console (`/console`).
+    pub console: bool,
     /// Renders `/metrics`; `None` when no recorder was installed (embedded use, tests).
     pub metrics: Option<PrometheusHandle>,
 }
@@ -29,6 +31,10 @@ pub fn router(state: Arc<AppState>, cors_origins: &[String]) -> Router {
         .route("/healthz", get(routes::ops::healthz))
         .route("/readyz", get(routes::ops::readyz))
         .route("/metrics", get(routes::ops::metrics))
+        .route("/console", get(routes::console::page))
+        .route("/console/console.js", get(routes::console::script))
+        .route("/console/console.css", get(routes::console::style))
+        .route("/console/api/snapshot", get(routes::console::snapshot))
         .fallback(|| async { ApiError::not_found() })
         .with_state(state);
     match cors(cors_origins) {

@@ -124,7 +124,8 @@ pub struct ServeArgs {
     /// JSON schema file for typed events (not supported yet).
     #[arg(long, env = "HERALD_SCHEMA")]
     pub schema: Option<PathBuf>,
-    /// Serve the developer console at /console (not supported yet).
+    /// Serve the developer console at /console; it asks for a publish key [default: on in
+    /// development mode, off otherwise].
     #[arg(long, env = "HERALD_CONSOLE", num_args = 0..=1, default_missing_value = "true",
           value_parser = BoolishValueParser::new())]
     pub console: Option<bool>,

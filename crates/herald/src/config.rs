@@ -56,6 +56,8 @@ pub struct ServeConfig {
     pub max_body_bytes: usize,
     /// No key material was configured: secrets are generated and printed (development only).
     pub dev_mode: bool,
+    /// Serve the developer console: `--console`, on by default in development mode.
+    pub console: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -130,12 +132,6 @@ impl ServeConfig {
                 "typed events are planned",
             ));
         }
-        if pick(args.console, file.console).unwrap_or(false) {
-            return Err(ConfigError::Unsupported(
-                "--console",
-                "the developer console is planned",
-            ));
-        }
 
         let heartbeat = pick(args.heartbeat, file.heartbeat).unwrap_or(15);
         if heartbeat == 0 {
@@ -156,6 +152,7 @@ impl ServeConfig {
         let jwt_public_key = pick(args.jwt_public_key, file.jwt_public_key);
         let publish_keys = pick_list(args.publish_key, file.publish_key).unwrap_or_default();
         let dev_mode = jwt_secret.is_none() && jwt_public_key.is_none() && publish_keys.is_empty();
+        let console = pick(args.console, file.console).unwrap_or(dev_mode);
 
         Ok(Self {
             listen: pick(args.listen, file.listen)
@@ -176,6 +173,7 @@ impl ServeConfig {
                 file.max_connections_per_user,
             ),
             max_body_bytes,
+            console,
             dev_mode,
         })
     }

@@ -55,7 +55,11 @@ impl ApiError {
     }
 
     pub fn not_found() -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
+        Self::not_found_because("no such endpoint")
+    }
+
+    pub fn not_found_because(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", message)
     }
 
     pub fn retry_after(mut self, seconds: u32) -> Self {

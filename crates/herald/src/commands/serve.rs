@@ -54,6 +54,7 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         herald: herald.clone(),
         auth,
         max_body_bytes: config.max_body_bytes,
+        console: config.console,
         metrics: Some(metrics),
     });
     let router = app::router(state, &config.cors_origins);
@@ -129,6 +130,9 @@ Subscribe (in one terminal):
 Publish (in another):
   curl -X POST 'http://{addr}/publish' -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' \\
     -d '{{\"user\":\"{DEV_USER}\",\"event\":\"notification\",\"data\":{{\"message\":\"Hello from Herald\"}}}}'
+
+Developer console (live connections, events, a publish form):
+  http://{addr}/console#key={key}
 
 More tokens:
   herald token --secret '{secret}' --sub user_123 --topics 'orders/*'

@@ -1,5 +1,6 @@
 //! HTTP handlers, one file per endpoint group.
 
+pub mod console;
 pub mod events;
 pub mod ops;
 pub mod publish;

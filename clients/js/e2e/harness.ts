@@ -1,0 +1,181 @@
+/** Real processes and sockets for the browser tests: the hub, a static server, a TCP proxy. */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createHmac } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import { createServer as createTcpServer, connect, type AddressInfo, type Socket } from 'node:net';
+import { fileURLToPath } from 'node:url';
+
+export const REPO = fileURLToPath(new URL('../../../', import.meta.url));
+export const HERALD = process.env['HERALD_BIN'] ?? `${REPO}target/release/herald`;
+export const SECRET = 'e2e-secret-not-for-production';
+export const PUBLISH_KEY = 'e2e-publish-key';
+
+export async function freePort(): Promise<number> {
+  const server = createTcpServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
+
+export function signJwt(claims: Record<string, unknown>): string {
+  const enc = (v: object): string => Buffer.from(JSON.stringify(v)).toString('base64url');
+  const head = `${enc({ alg: 'HS256', typ: 'JWT' })}.${enc(claims)}`;
+  return `${head}.${createHmac('sha256', SECRET).update(head).digest('base64url')}`;
+}
+
+export function subscriberToken(sub: string, ttlSeconds = 3600): string {
+  return signJwt({ sub, exp: Math.floor(Date.now() / 1000) + ttlSeconds });
+}
+
+export class Hub {
+  private child: ChildProcess | undefined;
+  readonly url: string;
+  log = '';
+
+  constructor(
+    readonly port: number,
+    private readonly corsOrigin: string,
+  ) {
+    this.url = `http://127.0.0.1:${port}`;
+  }
+
+  async start(): Promise<void> {
+    if (!existsSync(HERALD)) throw new Error(`${HERALD} not found: cargo build --release -p herald`);
+    const child = spawn(
+      HERALD,
+      [
+        'serve',
+        '--listen', `127.0.0.1:${this.port}`,
+        '--jwt-secret', SECRET,
+        '--publish-key', PUBLISH_KEY,
+        '--cors-origin', this.corsOrigin,
+        '--retry-ms', '300',
+        '--heartbeat', '5',
+      ],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    this.child = child;
+    child.stdout?.on('data', (d: Buffer) => (this.log += d.toString()));
+    child.stderr?.on('data', (d: Buffer) => (this.log += d.toString()));
+    const deadline = Date.now() + 15_000;
+    for (;;) {
+      if (child.exitCode !== null) throw new Error(`herald exited: ${this.log}`);
+      try {
+        const res = await fetch(`${this.url}/healthz`);
+        if (res.ok) return;
+      } catch {
+        // not yet
+      }
+      if (Date.now() > deadline) throw new Error(`herald did not start: ${this.log}`);
+      await sleep(50);
+    }
+  }
+
+  /** SIGKILL: no goodbye to the clients. */
+  async kill(): Promise<void> {
+    const child = this.child;
+    if (!child || child.exitCode !== null) return;
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    child.kill('SIGKILL');
+    await exited;
+    this.child = undefined;
+  }
+
+  async publish(body: object | object[]): Promise<{ id?: string; ids?: string[] }> {
+    const res = await fetch(`${this.url}/publish`, {
+      method: 'POST',
+      headers: { Authorization: `Bearer ${PUBLISH_KEY}`, 'Content-Type': 'application/json' },
+      body: JSON.stringify(body),
+    });
+    if (!res.ok) throw new Error(`publish ${res.status}: ${await res.text()}`);
+    return (await res.json()) as { id?: string; ids?: string[] };
+  }
+
+  async connections(): Promise<number> {
+    const text = await (await fetch(`${this.url}/metrics`)).text();
+    const match = /^herald_connections (\d+)/m.exec(text);
+    return match ? Number(match[1]) : NaN;
+  }
+}
+
+/** Serves the bundled page and a /token endpoint (the app's login service). */
+export async function startStatic(dir: string): Promise<{ url: string; server: Server }> {
+  const server = createServer((req, res) => {
+    const url = new URL(req.url ?? '/', 'http://x');
+    if (url.pathname === '/token') {
+      const sub = url.searchParams.get('sub') ?? 'u1';
+      const ttl = Number(url.searchParams.get('ttl') ?? '3600');
+      res.writeHead(200, { 'Content-Type': 'application/json', 'Cache-Control': 'no-store' });
+      res.end(JSON.stringify({ token: subscriberToken(sub, ttl) }));
+      return;
+    }
+    const file = url.pathname === '/' ? 'index.html' : url.pathname.slice(1);
+    if (!/^[\w.-]+$/.test(file) || !existsSync(`${dir}/${file}`)) {
+      res.writeHead(404).end();
+      return;
+    }
+    const type = file.endsWith('.js') ? 'text/javascript' : file.endsWith('.html') ? 'text/html' : 'application/octet-stream';
+    res.writeHead(200, { 'Content-Type': type });
+    res.end(readFileSync(`${dir}/${file}`));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  return { url: `http://127.0.0.1:${port}`, server };
+}
+
+/** A TCP proxy whose connections can all be cut at once: a network drop, hub still up. */
+export class Proxy {
+  private readonly sockets = new Set<Socket>();
+  private server = createTcpServer((client) => {
+    const upstream = connect(this.target, '127.0.0.1');
+    this.sockets.add(client);
+    this.sockets.add(upstream);
+    client.pipe(upstream);
+    upstream.pipe(client);
+    const drop = (): void => {
+      client.destroy();
+      upstream.destroy();
+      this.sockets.delete(client);
+      this.sockets.delete(upstream);
+    };
+    client.on('error', drop).on('close', drop);
+    upstream.on('error', drop).on('close', drop);
+  });
+  port = 0;
+
+  constructor(private readonly target: number) {}
+
+  async start(): Promise<void> {
+    await new Promise<void>((resolve) => this.server.listen(0, '127.0.0.1', resolve));
+    this.port = (this.server.address() as AddressInfo).port;
+  }
+
+  cutAll(): number {
+    const n = this.sockets.size;
+    for (const s of this.sockets) s.destroy();
+    this.sockets.clear();
+    return n;
+  }
+
+  async stop(): Promise<void> {
+    this.cutAll();
+    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+  }
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+export async function until<T>(fn: () => Promise<T> | T, ok: (v: T) => boolean, what: string, timeoutMs = 10_000): Promise<T> {
+  const start = Date.now();
+  let last: T = await fn();
+  while (!ok(last)) {
+    if (Date.now() - start > timeoutMs) throw new Error(`timed out waiting for ${what}; last value: ${JSON.stringify(last)}`);
+    await sleep(50);
+    last = await fn();
+  }
+  return last;
+}

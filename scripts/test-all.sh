@@ -20,3 +20,22 @@ cargo clippy --workspace --all-targets --quiet -- -D warnings
 
 echo "==> cargo test (unit, property, integration over real sockets)"
 cargo test --workspace --quiet
+
+echo "==> JS client and React hooks (clients/js): build, type tests, unit tests, browser e2e"
+# Node and npm (the Debian packages if the machine has none), headless Chromium for the
+# browser tests (Debian's chromium, driven by playwright-core; no browser download).
+need_js=()
+command -v node >/dev/null || need_js+=(nodejs)
+command -v npm >/dev/null || need_js+=(npm)
+[ -x /usr/bin/chromium ] || need_js+=(chromium)
+if [ ${#need_js[@]} -gt 0 ]; then
+  echo "==> installing ${need_js[*]}"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_js[@]}" >/dev/null
+fi
+# The e2e tests start the real hub binary.
+cargo build --release -p herald --quiet
+(
+  cd clients/js
+  npm ci --no-audit --no-fund --loglevel=error
+  HERALD_BIN="$PWD/../../target/release/herald" CHROMIUM_PATH=/usr/bin/chromium npm test
+)

@@ -10,6 +10,7 @@ export default defineConfig({
   },
   esbuild: { jsx: 'automatic' },
   test: {
+    reporters: ['default', ['json', { outputFile: 'test-results/unit.json' }]],
     include: ['packages/*/test/**/*.test.{ts,tsx}'],
     environment: 'node',
     pool: 'threads',

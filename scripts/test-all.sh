@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 
 need_apt=()
 command -v curl >/dev/null || need_apt+=(curl)
+command -v chromium >/dev/null || need_apt+=(chromium)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "==> installing ${need_apt[*]}"
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
@@ -39,3 +40,7 @@ cargo build --release -p herald --quiet
   npm ci --no-audit --no-fund --loglevel=error
   HERALD_BIN="$PWD/../../target/release/herald" CHROMIUM_PATH=/usr/bin/chromium npm test
 )
+
+echo "==> browser tests of the developer console (headless Chromium)"
+cargo build -p herald --quiet
+(cd tests/browser && npm ci --no-audit --no-fund --silent && npm test)

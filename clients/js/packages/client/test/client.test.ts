@@ -257,32 +257,36 @@ describe('tokens', () => {
     server = await new SseServer().start();
     server.setHandler(keepOpen(() => server, 'id: 77\n\n'));
     const now = Math.floor(Date.now() / 1000);
-    const first = fakeJwt('u1', now + 2);
+    const first = fakeJwt('u1', now + 4); // 3–4 s left: fresh enough to connect with
     const second = fakeJwt('u1', now + 3600);
     const getToken = vi.fn(async () => second);
     const client = make({ url: server.url, token: first, getToken, refreshLeewayMs: 1500 });
     await waitFor(() => client.state === 'open');
     expect(getToken).not.toHaveBeenCalled();
-    await waitFor(() => server.requests.length === 2, 3000, 'refresh reconnect');
+    await waitFor(() => server.requests.length === 2, 5000, 'refresh reconnect');
     expect(getToken).toHaveBeenCalledTimes(1);
     expect(server.requests[1]!.headers.authorization).toBe(`Bearer ${second}`);
     expect(server.requests[1]!.headers['last-event-id']).toBe('77');
   });
 
-  it('refreshes an expired token before reconnecting', async () => {
+  it('refreshes an expired token before (re)connecting', async () => {
     server = await new SseServer().start();
-    let n = 0;
-    server.setHandler((_req, res) => {
-      SseServer.accept(res, 'retry: 10\n\n');
-      if (n++ === 0) res.end();
-      else server.track(res);
+    server.setHandler((req, res, index) => {
+      if (index === 0) {
+        SseServer.accept(res, 'retry: 10\nid: 1\n\n');
+        res.end(); // a clean end: the next connect checks the token first
+      } else keepOpen(() => server)(req, res, index);
     });
-    const expired = fakeJwt('u1', Math.floor(Date.now() / 1000) + 1);
-    const client = make({ url: server.url, token: expired, getToken: async () => 'fresh', refreshLeewayMs: 0, random: () => 0 });
-    await waitFor(() => server.requests.length === 1);
-    await new Promise((r) => setTimeout(r, 1100));
-    await waitFor(() => server.requests.length >= 2 && client.state === 'open', 3000);
-    expect(server.requests[server.requests.length - 1]!.headers.authorization).toBe('Bearer fresh');
+    const now = Math.floor(Date.now() / 1000);
+    // The initial token is expired: getToken runs before the first connect; the fresh token is
+    // still good at the reconnect, so getToken is not called again.
+    const getToken = vi.fn(async () => fakeJwt('u1', now + 3600));
+    const client = make({ url: server.url, token: fakeJwt('u1', now - 60), getToken, random: () => 0 });
+    await waitFor(() => server.requests.length === 2 && client.state === 'open', 3000);
+    const auth = server.requests.map((r) => r.headers.authorization);
+    expect(auth).toEqual([`Bearer ${fakeJwt('u1', now + 3600)}`, `Bearer ${fakeJwt('u1', now + 3600)}`]);
+    expect(getToken).toHaveBeenCalledTimes(1);
+    expect(server.requests[1]!.headers['last-event-id']).toBe('1');
   });
 });
 

@@ -36,6 +36,12 @@ export interface ConnectionOptions {
   backoff?: BackoffOptions;
   /** Refresh the token this long before its `exp`. Default 30 000 ms. */
   refreshLeewayMs?: number;
+  /**
+   * Fetch transport: reconnect when nothing (not even a heartbeat comment) arrived for this long,
+   * which catches half-open connections. Default 45 000 ms (three of the hub's default 15 s
+   * heartbeats); 0 disables.
+   */
+  idleTimeoutMs?: number;
   /** Parser bound on one event's size. Default 1 MiB. */
   maxEventBytes?: number;
   fetch?: FetchLike;
@@ -360,7 +366,24 @@ export class Connection {
       reader.cancel().catch(() => undefined);
     };
     signal.addEventListener('abort', onAbort);
+    const idleMs = this.options.idleTimeoutMs ?? 45_000;
+    let idleTimer: ReturnType<typeof setTimeout> | undefined;
+    let idle = false;
+    const arm = (): void => {
+      if (idleTimer !== undefined) clearTimeout(idleTimer);
+      if (idleMs <= 0) return;
+      idleTimer = setTimeout(() => {
+        idle = true;
+        reader.cancel().catch(() => undefined);
+      }, idleMs);
+    };
+    const idleError = (): Outcome => ({
+      kind: 'failed',
+      opened: true,
+      error: new HeraldError('network', `no data (not even a heartbeat) for ${idleMs} ms`),
+    });
     this.onOpen();
+    arm();
     try {
       for (;;) {
         let chunk: ReadableStreamReadResult<Uint8Array>;
@@ -368,10 +391,13 @@ export class Connection {
           chunk = await reader.read();
         } catch (error) {
           if (signal.aborted) return { kind: 'aborted' };
+          if (idle) return idleError();
           return { kind: 'failed', opened: true, error: new HeraldError('network', `stream broke: ${describe(error)}`) };
         }
-        if (chunk.done) return signal.aborted ? { kind: 'aborted' } : { kind: 'ended', opened: true };
         if (signal.aborted) return { kind: 'aborted' };
+        if (idle) return idleError();
+        if (chunk.done) return { kind: 'ended', opened: true };
+        arm();
         try {
           this.feed(chunk.value);
         } catch (error) {
@@ -383,6 +409,7 @@ export class Connection {
         }
       }
     } finally {
+      if (idleTimer !== undefined) clearTimeout(idleTimer);
       signal.removeEventListener('abort', onAbort);
     }
   }

@@ -382,3 +382,22 @@ describe('EventSource fallback', () => {
     expect(new URL(made[1]!.url).searchParams.get('lastEventId')).toBe('4');
   });
 });
+
+describe('idle timeout', () => {
+  it('reconnects when not even a heartbeat arrives (half-open connection)', async () => {
+    server = await new SseServer().start();
+    server.setHandler(keepOpen(() => server, 'retry: 10\nid: 3\n\n'));
+    const errors: string[] = [];
+    const client = make({ url: server.url, idleTimeoutMs: 150, random: () => 0, onError: (e) => errors.push(e.message) });
+    await waitFor(() => client.state === 'open');
+    // Heartbeats keep it alive.
+    for (let i = 0; i < 4; i++) {
+      await new Promise((r) => setTimeout(r, 80));
+      server.write(':\n\n');
+    }
+    expect(server.requests).toHaveLength(1);
+    await waitFor(() => server.requests.length === 2, 2000, 'idle reconnect');
+    expect(server.requests[1]!.headers['last-event-id']).toBe('3');
+    expect(errors[0]).toMatch(/no data .* for 150 ms/);
+  });
+});

@@ -244,13 +244,18 @@ impl CuttingProxy {
 
 #[tokio::test]
 async fn reconnects_after_a_cut_and_resumes_with_nothing_lost_or_repeated() {
+    // The hub's `retry: 20` must replace the client's own (hour-long) backoff base: a client
+    // that ignored the hint would not be back within the test's patience.
     let server = Server::start(&["--retry-ms", "20"]);
     let proxy = CuttingProxy::start(server.addr.clone()).await;
     let publisher = Publisher::new(&server.url(""), KEY).expect("publisher");
     let mut stream = subscribe(
         SubscribeOptions::new(format!("http://{}", proxy.addr))
             .token(token("alice", &[]))
-            .backoff(fast_backoff()),
+            .backoff(Backoff {
+                base: Duration::from_secs(3600),
+                cap: Duration::from_secs(3600),
+            }),
     )
     .expect("subscribe");
     wait_live(&mut stream, &publisher).await;
@@ -326,4 +331,34 @@ async fn subscribes_over_http2_with_prior_knowledge() {
         .await
         .expect("publish");
     assert_eq!(next(&mut stream).await.id, id);
+}
+
+#[tokio::test]
+async fn a_204_answer_stops_the_subscription_for_good() {
+    // Not something Herald sends, but the SSE rule for any server: 204 means "do not reconnect".
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let accepted = Arc::new(AtomicU32::new(0));
+    let counter = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            counter.fetch_add(1, Ordering::SeqCst);
+            let mut buffer = [0u8; 1024];
+            let _ = tokio::io::AsyncReadExt::read(&mut socket, &mut buffer).await;
+            let _ = tokio::io::AsyncWriteExt::write_all(
+                &mut socket,
+                b"HTTP/1.1 204 No Content\r\nconnection: close\r\n\r\n",
+            )
+            .await;
+        }
+    });
+    let mut stream = subscribe(
+        SubscribeOptions::new(format!("http://{addr}"))
+            .token("t")
+            .backoff(fast_backoff()),
+    )
+    .expect("subscribe");
+    assert_eq!(next_error(&mut stream).await, ClientError::Stopped);
+    assert!(stream.next().await.is_none());
+    assert_eq!(accepted.load(Ordering::SeqCst), 1, "no reconnect after 204");
 }

@@ -11,7 +11,7 @@ import { Hub, Proxy, freePort, startStatic, until } from './harness.js';
 const CHROMIUM = process.env['CHROMIUM_PATH'] ?? '/usr/bin/chromium';
 
 let browser: Browser;
-let site: { url: string; server: Server };
+let site: { url: string; server: Server; tokens: () => number };
 let hub: Hub;
 let context: BrowserContext | undefined;
 
@@ -130,32 +130,50 @@ describe('in real Chromium against a real hub', () => {
     expect(await until(() => ticks(page), (t) => t.length === 10, '10 ticks')).toEqual(range(1, 10));
   });
 
-  it('two tabs share one stream; the other tab takes over when the leader closes', async () => {
-    const ctx = await browser.newContext();
-    try {
-      const base = await hub.connections();
-      const a = await open({ hub: hub.url, sub: 'erin', crossTab: 'erin' }, ctx);
-      const b = await open({ hub: hub.url, sub: 'erin', crossTab: 'erin' }, ctx);
-      await until(() => hub.connections(), (n) => n === base + 1, 'one stream for two tabs');
-      const roles = [await text(a, 'leader'), await text(b, 'leader')].sort();
-      expect(roles).toEqual(['follower', 'leader']);
+  for (const election of ['locks', 'heartbeat'] as const) {
+    it(`two tabs share one stream; the other tab takes over when the leader closes (${election} election)`, async () => {
+      const ctx = await browser.newContext();
+      try {
+        const base = await hub.connections();
+        const a = await open({ hub: hub.url, sub: `erin-${election}`, crossTab: `erin-${election}`, election }, ctx);
+        const b = await open({ hub: hub.url, sub: `erin-${election}`, crossTab: `erin-${election}`, election }, ctx);
+        await until(() => hub.connections(), (n) => n === base + 1, 'one stream for two tabs');
+        const roles = [await text(a, 'leader'), await text(b, 'leader')].sort();
+        expect(roles).toEqual(['follower', 'leader']);
 
-      for (let n = 1; n <= 3; n++) await hub.publish({ user: 'erin', event: 'tick', data: { n } });
-      await hub.publish({ user: 'erin', event: 'notification', data: { title: 'hello both' } });
-      for (const page of [a, b]) {
-        await until(() => ticks(page), (t) => t.length === 3, 'ticks in each tab');
-        await until(() => text(page, 'unread'), (t) => t === '1', 'unread in each tab');
+        for (let n = 1; n <= 3; n++) await hub.publish({ user: `erin-${election}`, event: 'tick', data: { n } });
+        await hub.publish({ user: `erin-${election}`, event: 'notification', data: { title: 'hello both' } });
+        for (const page of [a, b]) {
+          await until(() => ticks(page), (t) => t.length === 3, 'ticks in each tab');
+          await until(() => text(page, 'unread'), (t) => t === '1', 'unread in each tab');
+        }
+
+        const [leader, follower] = (await text(a, 'leader')) === 'leader' ? [a, b] : [b, a];
+        await leader.close();
+        await until(() => text(follower, 'leader'), (t) => t === 'leader', 'follower takes over');
+        await until(() => hub.connections(), (n) => n === base + 1, 'still one stream');
+        for (let n = 4; n <= 6; n++) await hub.publish({ user: `erin-${election}`, event: 'tick', data: { n } });
+        expect(await until(() => ticks(follower), (t) => t.length === 6, 'ticks after hand-over')).toEqual(range(1, 6));
+      } finally {
+        await ctx.close();
       }
+    });
+  }
 
-      const [leader, follower] = (await text(a, 'leader')) === 'leader' ? [a, b] : [b, a];
-      await leader.close();
-      await until(() => text(follower, 'leader'), (t) => t === 'leader', 'follower takes over');
-      await until(() => hub.connections(), (n) => n === base + 1, 'still one stream');
-      for (let n = 4; n <= 6; n++) await hub.publish({ user: 'erin', event: 'tick', data: { n } });
-      expect(await until(() => ticks(follower), (t) => t.length === 6, 'ticks after hand-over')).toEqual(range(1, 6));
-    } finally {
-      await ctx.close();
+  it('refreshes short-lived tokens ahead of expiry without losing an event', async () => {
+    const before = site.tokens();
+    // 4 s tokens: the hub closes a stream at expiry; the client must refresh (at about half-life)
+    // and reconnect with Last-Event-ID before that, again and again.
+    const page = await open({ hub: hub.url, sub: 'gina', ttl: '4' });
+    const total = 80;
+    for (let n = 1; n <= total; n++) {
+      await hub.publish({ user: 'gina', event: 'tick', data: { n } });
+      await new Promise((r) => setTimeout(r, 75));
     }
+    expect(await until(() => ticks(page), (t) => t.length >= total, `${total} ticks`)).toEqual(range(1, total));
+    expect(site.tokens() - before).toBeGreaterThanOrEqual(3);
+    const states = await page.evaluate(() => (window as unknown as { __states: string[] }).__states);
+    expect(states).not.toContain('closed');
   });
 
   it('falls back to native EventSource with access_token', async () => {

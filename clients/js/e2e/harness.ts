@@ -101,10 +101,12 @@ export class Hub {
 }
 
 /** Serves the bundled page and a /token endpoint (the app's login service). */
-export async function startStatic(dir: string): Promise<{ url: string; server: Server }> {
+export async function startStatic(dir: string): Promise<{ url: string; server: Server; tokens: () => number }> {
+  let tokens = 0;
   const server = createServer((req, res) => {
     const url = new URL(req.url ?? '/', 'http://x');
     if (url.pathname === '/token') {
+      tokens++;
       const sub = url.searchParams.get('sub') ?? 'u1';
       const ttl = Number(url.searchParams.get('ttl') ?? '3600');
       res.writeHead(200, { 'Content-Type': 'application/json', 'Cache-Control': 'no-store' });
@@ -122,7 +124,7 @@ export async function startStatic(dir: string): Promise<{ url: string; server: S
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address() as AddressInfo;
-  return { url: `http://127.0.0.1:${port}`, server };
+  return { url: `http://127.0.0.1:${port}`, server, tokens: () => tokens };
 }
 
 /** A TCP proxy whose connections can all be cut at once: a network drop, hub still up. */

@@ -38,7 +38,9 @@ const client = createClient<Events>({
     const res = await fetch(`/token?sub=${encodeURIComponent(sub)}&ttl=${ttl}`);
     return ((await res.json()) as { token: string }).token;
   },
-  crossTab: params.has('crossTab') ? { key: `e2e-${params.get('crossTab')}` } : false,
+  crossTab: params.has('crossTab')
+    ? { key: `e2e-${params.get('crossTab')}`, ...(params.get('election') === 'heartbeat' ? { locks: null } : {}) }
+    : false,
   transport: (params.get('transport') as 'fetch' | 'eventsource' | null) ?? 'auto',
   backoff: { maxDelayMs: 1000 },
   onMissed: (info) => w.__missed.push(info),

@@ -13,6 +13,7 @@ use clap::{Args, Parser, Subcommand};
 
 pub use crate::commands::publish::PublishArgs;
 pub use crate::commands::subscribe::SubscribeArgs;
+pub use crate::commands::typegen::TypegenArgs;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -58,6 +59,12 @@ Mint a development token with: herald token --secret \"$SECRET\" --sub user_123 
 Exit status 2 with the hub's reason when it refuses the stream (401, 403) or cannot be reached."
     )]
     Subscribe(SubscribeArgs),
+    /// Print TypeScript types for the events of a --schema file (for @herald/client).
+    #[command(
+        after_help = "Example:\n  herald typegen --schema events.schema.json > src/herald-events.ts\n\n\
+Then: createClient<Events>({ url, getToken }) with `import type { Events } from './herald-events'`."
+    )]
+    Typegen(TypegenArgs),
     /// Load-test a hub (or a peer server): streams, publishers, latency, memory.
     Bench(Box<herald_bench::BenchArgs>),
 }
@@ -121,9 +128,14 @@ pub struct ServeArgs {
     /// Largest accepted POST /publish body in bytes [default: 1048576].
     #[arg(long, env = "HERALD_MAX_BODY_BYTES")]
     pub max_body_bytes: Option<usize>,
-    /// JSON schema file for typed events (not supported yet).
+    /// Typed events: a JSON file {"events": {"<event name>": <JSON Schema>}}; a publish whose
+    /// data does not match its event's schema is refused with 400.
     #[arg(long, env = "HERALD_SCHEMA")]
     pub schema: Option<PathBuf>,
+    /// With --schema, also refuse events the schema file does not list.
+    #[arg(long, env = "HERALD_SCHEMA_STRICT", num_args = 0..=1, default_missing_value = "true",
+          value_parser = BoolishValueParser::new())]
+    pub schema_strict: Option<bool>,
     /// Serve the developer console at /console; it asks for a publish key [default: on in
     /// development mode, off otherwise].
     #[arg(long, env = "HERALD_CONSOLE", num_args = 0..=1, default_missing_value = "true",

@@ -35,6 +35,7 @@ struct FileConfig {
     max_connections_per_user: Option<usize>,
     max_body_bytes: Option<usize>,
     schema: Option<PathBuf>,
+    schema_strict: Option<bool>,
     console: Option<bool>,
 }
 
@@ -58,6 +59,10 @@ pub struct ServeConfig {
     pub dev_mode: bool,
     /// Serve the developer console: `--console`, on by default in development mode.
     pub console: bool,
+    /// Typed events: JSON Schemas per event name that published data must match.
+    pub schema: Option<PathBuf>,
+    /// With a schema, refuse events it does not list.
+    pub schema_strict: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -126,12 +131,6 @@ impl ServeConfig {
                 "terminate TLS in a proxy for now",
             ));
         }
-        if pick(args.schema, file.schema).is_some() {
-            return Err(ConfigError::Unsupported(
-                "--schema",
-                "typed events are planned",
-            ));
-        }
 
         let heartbeat = pick(args.heartbeat, file.heartbeat).unwrap_or(15);
         if heartbeat == 0 {
@@ -174,6 +173,8 @@ impl ServeConfig {
             ),
             max_body_bytes,
             console,
+            schema: pick(args.schema, file.schema),
+            schema_strict: pick(args.schema_strict, file.schema_strict).unwrap_or(false),
             dev_mode,
         })
     }

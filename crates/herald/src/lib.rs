@@ -12,6 +12,7 @@ pub mod error;
 pub mod plain_sse;
 pub mod publish_body;
 pub mod routes;
+pub mod schema;
 pub mod server;
 
 use cli::{Cli, Command};
@@ -23,6 +24,7 @@ pub async fn run(cli: Cli) -> Result<(), String> {
         Command::Token(args) => commands::token::run(args),
         Command::Publish(args) => commands::publish::run(args).await,
         Command::Subscribe(args) => commands::subscribe::run(args).await,
+        Command::Typegen(args) => commands::typegen::run(args),
         Command::Bench(args) => herald_bench::run(*args).await.map(drop),
     }
 }

@@ -262,7 +262,7 @@ async fn errors_are_explained_with_exit_status_2() {
 
 #[test]
 fn every_subcommand_has_help_with_an_example() {
-    for sub in ["serve", "token", "publish", "subscribe", "bench"] {
+    for sub in ["serve", "token", "publish", "subscribe", "typegen", "bench"] {
         let output = run(&[sub, "--help"]);
         assert!(output.status.success(), "{sub}");
         let text = String::from_utf8_lossy(&output.stdout);

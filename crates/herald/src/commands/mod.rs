@@ -4,3 +4,4 @@ pub mod publish;
 pub mod serve;
 pub mod subscribe;
 pub mod token;
+pub mod typegen;

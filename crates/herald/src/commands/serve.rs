@@ -14,6 +14,7 @@ use crate::auth::Auth;
 use crate::cli::ServeArgs;
 use crate::commands::token;
 use crate::config::ServeConfig;
+use crate::schema::EventSchemas;
 use crate::server;
 
 /// Latency buckets (seconds): from 100 µs to 5 s.
@@ -55,6 +56,7 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         auth,
         max_body_bytes: config.max_body_bytes,
         console: config.console,
+        schemas: load_schemas(&config)?,
         metrics: Some(metrics),
     });
     let router = app::router(state, &config.cors_origins);
@@ -72,6 +74,20 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     server::serve(listener, router, herald, server::signal()).await;
     tracing::info!("stopped");
     Ok(())
+}
+
+fn load_schemas(config: &ServeConfig) -> Result<Option<EventSchemas>, String> {
+    let Some(path) = &config.schema else {
+        return Ok(None);
+    };
+    let schemas = EventSchemas::load(path, config.schema_strict)?;
+    tracing::info!(
+        events = schemas.len(),
+        strict = config.schema_strict,
+        "typed events: publishes are checked against {}",
+        path.display()
+    );
+    Ok(Some(schemas))
 }
 
 fn random_secret() -> String {

@@ -23,6 +23,9 @@ pub async fn publish(
     let publisher = state.auth.publisher(bearer(&headers)?)?;
     let body = read_body(&headers, body, state.max_body_bytes).await?;
     let decoded = publish_body::decode(&body).map_err(ApiError::bad_request)?;
+    if let Some(schemas) = &state.schemas {
+        schemas.check_body(&body).map_err(ApiError::bad_request)?;
+    }
 
     if let Publisher::Token(grant) = &publisher {
         for (index, p) in decoded.publications.iter().enumerate() {

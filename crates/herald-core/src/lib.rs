@@ -32,8 +32,8 @@ pub use conn::{CloseReason, EventStream, QueueLimits};
 pub use event::{Frame, HubEvent, Targets};
 pub use herald::{Herald, PublishError};
 pub use hub::{Hub, HubConfig, HubStats, SubscribeError, SubscribeRequest, MISSED_EVENT};
-pub use inspect::HubSnapshot;
 pub use id::{unix_ms, unix_us, EventId, InvalidEventId};
+pub use inspect::HubSnapshot;
 pub use memory::MemoryBroker;
 pub use publication::{
     validate_user, Publication, PublicationError, MAX_USER_LEN, RESERVED_EVENT_PREFIX,

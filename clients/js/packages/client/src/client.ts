@@ -71,19 +71,23 @@ class Client {
   private snapshot: ConnectionSnapshot;
   private position: string;
   private readonly connection: Connection;
-  private readonly crossTab: CrossTab | undefined;
+  private readonly crossTab: CrossTab | undefined = undefined;
   private started = false;
 
   constructor(private readonly options: ClientOptions) {
     this.position = options.lastEventId ?? '';
-    this.snapshot = { ...INITIAL, lastEventId: this.position, isLeader: !options.crossTab };
+    this.snapshot = { ...INITIAL, lastEventId: this.position, isLeader: true };
     this.connection = new Connection(options, {
       message: (msg) => this.fromStream(msg),
       position: (id) => this.fromStreamPosition(id),
       status: (status) => this.fromStreamStatus(status),
     });
-    if (options.crossTab) {
-      const crossOptions = options.crossTab === true ? {} : options.crossTab;
+    const crossOptions = options.crossTab === true ? {} : options.crossTab || undefined;
+    const hasChannel =
+      crossOptions?.BroadcastChannel !== undefined ||
+      typeof (globalThis as { BroadcastChannel?: unknown }).BroadcastChannel === 'function';
+    // Without BroadcastChannel (old browsers, some runtimes) every tab simply holds its own stream.
+    if (crossOptions && hasChannel) {
       const key = crossOptions.key ?? `${options.url}|${[...(options.topics ?? [])].sort().join(',')}`;
       this.crossTab = new CrossTab(key, crossOptions, {
         lead: () => this.lead(),
@@ -92,6 +96,7 @@ class Client {
         joined: () => this.announce(),
       });
     }
+    if (this.crossTab) this.snapshot = { ...this.snapshot, isLeader: false };
     if (options.onMissed) this.missedListeners.add(options.onMissed);
     if (options.onError) this.errorListeners.add(options.onError);
     if (options.autoConnect !== false) this.connect();

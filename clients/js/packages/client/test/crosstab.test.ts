@@ -82,3 +82,20 @@ for (const mode of ['locks', 'heartbeat'] as const) {
     });
   });
 }
+
+describe('cross-tab without BroadcastChannel', () => {
+  it('falls back to a stream of its own', async () => {
+    server = await new SseServer().start();
+    server.setHandler(keepOpen(() => server));
+    const saved = globalThis.BroadcastChannel;
+    // @ts-expect-error simulate a runtime without BroadcastChannel
+    delete globalThis.BroadcastChannel;
+    try {
+      const { client } = tab({ url: server.url, crossTab: true });
+      await waitFor(() => client.state === 'open');
+      expect(client.getSnapshot().isLeader).toBe(true);
+    } finally {
+      globalThis.BroadcastChannel = saved;
+    }
+  });
+});

@@ -75,6 +75,8 @@ export class Connection {
   private running = false;
   private abort: AbortController | undefined;
   private sleepWake: (() => void) | undefined;
+  /** Bumped by start() and stop(): a loop from an earlier start() notices and exits. */
+  private generation = 0;
   private refreshTimer: ReturnType<typeof setTimeout> | undefined;
   private retryHintMs: number | undefined;
   private attempt = 0;
@@ -113,11 +115,12 @@ export class Connection {
     if (this.running) return;
     this.running = true;
     this.attempt = 0;
-    void this.loop();
+    void this.loop(++this.generation);
   }
 
   stop(): void {
     this.running = false;
+    this.generation++;
     this.clearRefresh();
     this.abort?.abort();
     this.sleepWake?.();
@@ -135,29 +138,35 @@ export class Connection {
     this.callbacks.status({ state, error, attempt: this.attempt, retryInMs });
   }
 
-  private async loop(): Promise<void> {
+  private live(generation: number): boolean {
+    return this.running && this.generation === generation;
+  }
+
+  private async loop(gen: number): Promise<void> {
     let refreshedFor401 = false;
     this.status(this.everOpened ? 'reconnecting' : 'connecting');
-    while (this.running) {
+    while (this.live(gen)) {
       // 1. A usable token.
       try {
         await this.ensureToken(false);
       } catch (error) {
-        if (!this.running) break;
+        if (!this.live(gen)) break;
         const err = asHeraldError(error, 'token');
         if (err.fatal) return this.fail(err);
         await this.backoff(err, undefined);
         continue;
       }
-      if (!this.running) break;
+      if (!this.live(gen)) break;
 
       // 2. One stream, until it ends.
-      this.abort = new AbortController();
-      const outcome = await this.connectOnce(this.abort.signal);
-      this.abort = undefined;
-      this.clearRefresh();
+      const controller = new AbortController();
+      this.abort = controller;
+      // A fresh stream: drop any half-received block of the previous one (keeps the position).
       this.parser.finish();
-      if (!this.running) break;
+      const outcome = await this.connectOnce(controller.signal);
+      if (this.abort === controller) this.abort = undefined;
+      if (!this.live(gen)) break;
+      this.clearRefresh();
 
       if (this.immediate) {
         this.immediate = false;
@@ -238,18 +247,20 @@ export class Connection {
   }
 
   private sleep(ms: number): Promise<void> {
+    let wakeRef: (() => void) | undefined;
     return new Promise<void>((resolve) => {
       const timer = setTimeout(done, ms);
       const wake = (): void => {
         clearTimeout(timer);
         done();
       };
+      wakeRef = wake;
       this.sleepWake = wake;
       function done(): void {
         resolve();
       }
     }).then(() => {
-      this.sleepWake = undefined;
+      if (this.sleepWake === wakeRef) this.sleepWake = undefined;
     });
   }
 

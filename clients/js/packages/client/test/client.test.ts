@@ -401,3 +401,26 @@ describe('idle timeout', () => {
     expect(errors[0]).toMatch(/no data .* for 150 ms/);
   });
 });
+
+describe('restarting', () => {
+  it('close() then connect() right away holds exactly one stream', async () => {
+    server = await new SseServer().start();
+    server.setHandler(keepOpen(() => server, 'id: 4\ndata: partial'));
+    const client = make({ url: server.url });
+    const got: string[] = [];
+    client.on('message', (m) => got.push(m));
+    await waitFor(() => client.state === 'open');
+    for (let i = 0; i < 5; i++) {
+      client.close();
+      client.connect();
+    }
+    await waitFor(() => client.state === 'open' && server.open.size === 1, 3000, 'one stream');
+    await new Promise((r) => setTimeout(r, 100));
+    expect(server.open.size).toBe(1);
+    server.write('\n\ndata: whole\n\n');
+    await waitFor(() => got.length >= 2);
+    await new Promise((r) => setTimeout(r, 50));
+    // Only the live stream's block completes: the closed streams' half blocks were dropped.
+    expect(got).toEqual(['partial', 'whole']);
+  });
+});

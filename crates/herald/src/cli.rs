@@ -113,10 +113,10 @@ pub struct ServeArgs {
     /// Origin allowed to call the hub from a browser, with credentials (repeatable).
     #[arg(long, env = "HERALD_CORS_ORIGIN", value_delimiter = ',')]
     pub cors_origin: Vec<String>,
-    /// TLS certificate chain (PEM) (not supported yet).
+    /// TLS certificate chain (PEM, leaf first): serve HTTPS with HTTP/2 and HTTP/1.1 (ALPN).
     #[arg(long, env = "HERALD_TLS_CERT")]
     pub tls_cert: Option<PathBuf>,
-    /// TLS private key (PEM) (not supported yet).
+    /// TLS private key (PEM: PKCS#8, PKCS#1 or SEC1) for --tls-cert.
     #[arg(long, env = "HERALD_TLS_KEY")]
     pub tls_key: Option<PathBuf>,
     /// Streams allowed on this node; more get 503 [default: unlimited].

@@ -59,10 +59,19 @@ pub struct ServeConfig {
     pub dev_mode: bool,
     /// Serve the developer console: `--console`, on by default in development mode.
     pub console: bool,
+    /// Serve HTTPS (HTTP/2 and HTTP/1.1 by ALPN) with this certificate and key.
+    pub tls: Option<TlsFiles>,
     /// Typed events: JSON Schemas per event name that published data must match.
     pub schema: Option<PathBuf>,
     /// With a schema, refuse events it does not list.
     pub schema_strict: bool,
+}
+
+/// `--tls-cert` and `--tls-key`: PEM files.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -79,6 +88,8 @@ pub enum ConfigError {
     },
     #[error("{0} is not supported yet in this version of Herald ({1}); remove it to run")]
     Unsupported(&'static str, &'static str),
+    #[error("--tls-cert and --tls-key must be given together")]
+    TlsPair,
     #[error("--heartbeat must be at least 1 second")]
     Heartbeat,
     #[error("--cors-origin {0:?}: give exact origins like https://app.example.com; a wildcard cannot be combined with credentials")]
@@ -123,14 +134,14 @@ impl ServeConfig {
                 "multi-node mode is planned",
             ));
         }
-        if pick(args.tls_cert, file.tls_cert).is_some()
-            || pick(args.tls_key, file.tls_key).is_some()
-        {
-            return Err(ConfigError::Unsupported(
-                "--tls-cert/--tls-key",
-                "terminate TLS in a proxy for now",
-            ));
-        }
+        let tls = match (
+            pick(args.tls_cert, file.tls_cert),
+            pick(args.tls_key, file.tls_key),
+        ) {
+            (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+            (None, None) => None,
+            _ => return Err(ConfigError::TlsPair),
+        };
 
         let heartbeat = pick(args.heartbeat, file.heartbeat).unwrap_or(15);
         if heartbeat == 0 {
@@ -173,6 +184,7 @@ impl ServeConfig {
             ),
             max_body_bytes,
             console,
+            tls,
             schema: pick(args.schema, file.schema),
             schema_strict: pick(args.schema_strict, file.schema_strict).unwrap_or(false),
             dev_mode,

@@ -14,6 +14,7 @@ pub mod publish_body;
 pub mod routes;
 pub mod schema;
 pub mod server;
+pub mod tls;
 
 use cli::{Cli, Command};
 

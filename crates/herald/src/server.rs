@@ -2,7 +2,8 @@
 //!
 //! Each TCP connection gets a task. A cleartext HTTP/1.1 `GET /events` that opens a stream is
 //! served by [`crate::plain_sse`] (no per-connection HTTP buffers); everything else by hyper
-//! (HTTP/1.1, or HTTP/2 with prior knowledge). Shutdown, in order: stop accepting; tell the hub
+//! (HTTP/1.1, or HTTP/2 with prior knowledge). With TLS, every connection goes to hyper after
+//! the handshake, speaking whatever ALPN chose (`h2` or `http/1.1`). Shutdown, in order: stop accepting; tell the hub
 //! to end every stream (each gets a jittered `retry:` hint, so clients don't stampede the
 //! remaining nodes); wait for the streams and hyper's in-flight responses; give up after a
 //! deadline.
@@ -16,13 +17,18 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
+use tokio_rustls::TlsAcceptor;
 
 use crate::plain_sse;
 
 /// How long in-flight connections get to finish after shutdown starts.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// A client that has not finished the TLS handshake by then is dropped.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Largest request head (request line + headers) accepted; larger gets 431.
 const MAX_HEAD_BYTES: usize = 64 * 1024;
@@ -31,6 +37,7 @@ pub async fn serve(
     listener: TcpListener,
     router: Router,
     herald: Herald,
+    tls: Option<TlsAcceptor>,
     shutdown: impl Future<Output = ()>,
 ) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -58,17 +65,23 @@ pub async fn serve(
         let builder = builder.clone();
         let watcher = graceful.watcher();
         let streams_alive = streams_alive.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
+            if let Some(tls) = tls {
+                drop(streams_alive);
+                match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.accept(stream)).await {
+                    Ok(Ok(stream)) => serve_hyper(stream, router, &builder, watcher).await,
+                    Ok(Err(error)) => tracing::debug!(%error, "TLS handshake failed"),
+                    Err(_) => tracing::debug!("TLS handshake timed out"),
+                }
+                return;
+            }
             let stream = match plain_sse::try_stream(stream, &router, &streams_alive).await {
                 plain_sse::Outcome::Streaming => return,
                 plain_sse::Outcome::Hyper(stream) => stream,
             };
             drop(streams_alive);
-            let service = TowerToHyperService::new(router);
-            let connection = builder.serve_connection(TokioIo::new(stream), service);
-            if let Err(error) = watcher.watch(connection).await {
-                tracing::debug!(%error, "connection ended with an error");
-            }
+            serve_hyper(stream, router, &builder, watcher).await;
         });
     }
 
@@ -85,6 +98,22 @@ pub async fn serve(
         .is_err()
     {
         tracing::warn!("some connections did not finish within {SHUTDOWN_GRACE:?}");
+    }
+}
+
+/// Serves one connection with hyper (HTTP/1.1 or HTTP/2, detected from the first bytes).
+async fn serve_hyper<I>(
+    io: I,
+    router: Router,
+    builder: &auto::Builder<TokioExecutor>,
+    watcher: hyper_util::server::graceful::Watcher,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service = TowerToHyperService::new(router);
+    let connection = builder.serve_connection(TokioIo::new(io), service);
+    if let Err(error) = watcher.watch(connection).await {
+        tracing::debug!(%error, "connection ended with an error");
     }
 }
 

@@ -15,7 +15,7 @@ use crate::cli::ServeArgs;
 use crate::commands::token;
 use crate::config::ServeConfig;
 use crate::schema::EventSchemas;
-use crate::server;
+use crate::{server, tls};
 
 /// Latency buckets (seconds): from 100 µs to 5 s.
 const LATENCY_BUCKETS: &[f64] = &[
@@ -67,11 +67,16 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     let addr = listener
         .local_addr()
         .map_err(|e| format!("cannot read the listening address: {e}"))?;
-    println!("herald listening on http://{addr}");
+    let tls = match &config.tls {
+        Some(files) => Some(tls::acceptor(&files.cert, &files.key)?),
+        None => None,
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    println!("herald listening on {scheme}://{addr}");
     if config.dev_mode {
         print_dev_banner(addr, &config)?;
     }
-    server::serve(listener, router, herald, server::signal()).await;
+    server::serve(listener, router, herald, tls, server::signal()).await;
     tracing::info!("stopped");
     Ok(())
 }

@@ -88,10 +88,12 @@ impl Server {
             lines,
         };
         let line = server
-            .wait_for_line(|l| l.starts_with("herald listening on http://"))
+            .wait_for_line(|l| l.starts_with("herald listening on "))
             .unwrap_or_else(|| panic!("herald did not start:\n{}", server.output()));
         server.addr = line
-            .trim_start_matches("herald listening on http://")
+            .trim_start_matches("herald listening on ")
+            .trim_start_matches("http://")
+            .trim_start_matches("https://")
             .to_owned();
         server
     }

@@ -271,26 +271,6 @@ async fn configuration_precedence_flag_over_env_over_file() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-#[test]
-fn unsupported_flags_say_so_and_exit_non_zero() {
-    for flag in [
-        ["--redis", "redis://127.0.0.1:1"],
-        ["--tls-cert", "x.pem"],
-        ["--schema", "s.json"],
-    ] {
-        let output = Command::new(env!("CARGO_BIN_EXE_herald"))
-            .arg("serve")
-            .args(flag)
-            .output()
-            .unwrap();
-        assert_eq!(output.status.code(), Some(2), "{flag:?}");
-        assert!(
-            String::from_utf8_lossy(&output.stderr).contains("not supported yet"),
-            "{flag:?}"
-        );
-    }
-}
-
 #[tokio::test]
 async fn token_and_publish_subcommands_work_against_a_running_hub() {
     let server = Server::start(&[]);

@@ -32,7 +32,7 @@ for (const mode of ['locks', 'heartbeat'] as const) {
       server.setHandler(keepOpen(() => server));
       const BroadcastChannel = fakeBroadcastChannel();
       const locks = mode === 'locks' ? fakeLocks() : null;
-      const crossTab = { BroadcastChannel, locks, heartbeatMs: 50, leaderTimeoutMs: 200, electionMs: 40 };
+      const crossTab = { BroadcastChannel, locks, heartbeatMs: 100, leaderTimeoutMs: 1000, electionMs: 100 };
       const options = { url: server.url, token: 't', crossTab, random: () => 0 };
       const tabs = [tab(options), tab(options), tab(options)];
 
@@ -68,7 +68,7 @@ for (const mode of ['locks', 'heartbeat'] as const) {
       server.setHandler(keepOpen(() => server, 'id: 10\n\n'));
       const BroadcastChannel = fakeBroadcastChannel();
       const locks = mode === 'locks' ? fakeLocks() : null;
-      const crossTab = { BroadcastChannel, locks, heartbeatMs: 50, leaderTimeoutMs: 200, electionMs: 40 };
+      const crossTab = { BroadcastChannel, locks, heartbeatMs: 100, leaderTimeoutMs: 1000, electionMs: 100 };
       const options = { url: server.url, token: 't', crossTab };
       const first = tab(options);
       await waitFor(() => first.client.state === 'open' && first.client.getSnapshot().isLeader);

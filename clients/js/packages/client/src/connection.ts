@@ -115,12 +115,14 @@ export class Connection {
     if (this.running) return;
     this.running = true;
     this.attempt = 0;
+    globalEvents()?.addEventListener('online', this.onOnline);
     void this.loop(++this.generation);
   }
 
   stop(): void {
     this.running = false;
     this.generation++;
+    globalEvents()?.removeEventListener('online', this.onOnline);
     this.clearRefresh();
     this.abort?.abort();
     this.sleepWake?.();
@@ -133,6 +135,11 @@ export class Connection {
     this.abort?.abort();
     this.sleepWake?.();
   }
+
+  /** The browser is back online: skip the rest of the backoff wait. */
+  private readonly onOnline = (): void => {
+    this.sleepWake?.();
+  };
 
   private status(state: ConnectionState, error?: HeraldError, retryInMs?: number): void {
     this.callbacks.status({ state, error, attempt: this.attempt, retryInMs });
@@ -504,6 +511,18 @@ export class Connection {
       this.watchOnSource = watch;
     });
   }
+}
+
+function globalEvents():
+  | { addEventListener(type: string, fn: () => void): void; removeEventListener(type: string, fn: () => void): void }
+  | undefined {
+  const g = globalThis as {
+    addEventListener?: (type: string, fn: () => void) => void;
+    removeEventListener?: (type: string, fn: () => void) => void;
+  };
+  return typeof g.addEventListener === 'function' && typeof g.removeEventListener === 'function'
+    ? (g as { addEventListener(type: string, fn: () => void): void; removeEventListener(type: string, fn: () => void): void })
+    : undefined;
 }
 
 function asHeraldError(error: unknown, code: 'token'): HeraldError {

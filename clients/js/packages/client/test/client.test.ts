@@ -424,3 +424,23 @@ describe('restarting', () => {
     expect(got).toEqual(['partial', 'whole']);
   });
 });
+
+describe('parser limits', () => {
+  it('a too-large event is a protocol error: events before it are delivered, then it reconnects', async () => {
+    server = await new SseServer().start();
+    server.setHandler((req, res, index) => {
+      if (index === 0) {
+        SseServer.accept(res, 'retry: 5\nid: 1\ndata: ok\n\ndata: ' + 'x'.repeat(100) + '\n\n');
+        server.track(res);
+      } else keepOpen(() => server)(req, res, index);
+    });
+    const errors: string[] = [];
+    const got: string[] = [];
+    const client = make({ url: server.url, maxEventBytes: 64, random: () => 0, onError: (e) => errors.push(e.code) });
+    client.on('message', (m) => got.push(m));
+    await waitFor(() => server.requests.length === 2, 3000, 'reconnect');
+    expect(got).toEqual(['ok']);
+    expect(errors).toContain('protocol');
+    expect(server.requests[1]!.headers['last-event-id']).toBe('1');
+  });
+});

@@ -82,6 +82,8 @@ export function useSSE<E extends { [K in keyof E]: unknown } = Record<string, un
   const handlerRef = useRef(handler);
   handlerRef.current = handler;
   const [latest, setLatest] = useState<{ data: E[K]; meta: EventMeta<K> } | undefined>(undefined);
+  // After `event` changes, the previous name's payload is not this one's.
+  const current = latest?.meta.event === event ? latest : undefined;
   useEffect(
     () =>
       client.on(event, (data, meta) => {
@@ -91,7 +93,7 @@ export function useSSE<E extends { [K in keyof E]: unknown } = Record<string, un
     [client, event],
   );
   const { state } = useConnectionState();
-  return { data: latest?.data, meta: latest?.meta, status: state };
+  return { data: current?.data, meta: current?.meta, status: state };
 }
 
 /** Options of {@link useNotifications}. */

@@ -57,6 +57,28 @@ describe('useSSE', () => {
     expect(screen.getByTestId('order').textContent).toBe('reconnecting:42=shipped@2');
   });
 
+  it('forgets the previous payload when the event name changes', () => {
+    const fake = new FakeClient<Events>();
+    function Latest({ name }: { name: 'order_update' | 'notification' }) {
+      const { data } = useSSE<Events, 'order_update' | 'notification'>(name);
+      return <p data-testid="latest">{data ? JSON.stringify(data) : 'none'}</p>;
+    }
+    const { rerender } = render(
+      <HeraldProvider client={fake.client}>
+        <Latest name="order_update" />
+      </HeraldProvider>,
+    );
+    act(() => fake.emit('order_update', { orderId: '1', status: 'paid' }));
+    expect(screen.getByTestId('latest').textContent).toContain('paid');
+    rerender(
+      <HeraldProvider client={fake.client}>
+        <Latest name="notification" />
+      </HeraldProvider>,
+    );
+    expect(screen.getByTestId('latest').textContent).toBe('none');
+    expect(fake.listenerCount('order_update')).toBe(0);
+  });
+
   it('unsubscribes on unmount', () => {
     const fake = new FakeClient<Events>();
     function Order() {

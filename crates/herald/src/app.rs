@@ -20,6 +20,8 @@ pub struct AppState {
     pub max_body_bytes: usize,
     /// Serve the developer console (`/console`).
     pub console: bool,
+    /// Per-IP connection and per-credential publish rates.
+    pub limits: Arc<crate::limits::Limits>,
     /// Typed events (`--schema`): publishes are checked against these.
     pub schemas: Option<crate::schema::EventSchemas>,
     /// Renders `/metrics`; `None` when no recorder was installed (embedded use, tests).

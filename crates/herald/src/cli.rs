@@ -125,6 +125,14 @@ pub struct ServeArgs {
     /// Streams allowed per user on this node; more get 429 [default: unlimited].
     #[arg(long, env = "HERALD_MAX_CONNECTIONS_PER_USER")]
     pub max_connections_per_user: Option<usize>,
+    /// New connections per second accepted from one IP address; beyond it, cleartext
+    /// connections get 429 with Retry-After and TLS ones are closed [default: unlimited].
+    #[arg(long, env = "HERALD_MAX_CONNECT_RATE_PER_IP")]
+    pub max_connect_rate_per_ip: Option<u32>,
+    /// Events per second one publish key or publisher token may publish (a batch counts each
+    /// event); beyond it, 429 with Retry-After [default: unlimited].
+    #[arg(long, env = "HERALD_PUBLISH_RATE")]
+    pub publish_rate: Option<u32>,
     /// Largest accepted POST /publish body in bytes [default: 1048576].
     #[arg(long, env = "HERALD_MAX_BODY_BYTES")]
     pub max_body_bytes: Option<usize>,

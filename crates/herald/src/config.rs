@@ -33,6 +33,8 @@ struct FileConfig {
     tls_key: Option<PathBuf>,
     max_connections: Option<usize>,
     max_connections_per_user: Option<usize>,
+    max_connect_rate_per_ip: Option<u32>,
+    publish_rate: Option<u32>,
     max_body_bytes: Option<usize>,
     schema: Option<PathBuf>,
     schema_strict: Option<bool>,
@@ -54,6 +56,10 @@ pub struct ServeConfig {
     pub cors_origins: Vec<String>,
     pub max_connections: Option<usize>,
     pub max_connections_per_user: Option<usize>,
+    /// New connections per second from one IP address (None = unlimited).
+    pub max_connect_rate_per_ip: Option<u32>,
+    /// Events per second per publish key or publisher token (None = unlimited).
+    pub publish_rate: Option<u32>,
     pub max_body_bytes: usize,
     /// No key material was configured: secrets are generated and printed (development only).
     pub dev_mode: bool,
@@ -182,6 +188,12 @@ impl ServeConfig {
                 args.max_connections_per_user,
                 file.max_connections_per_user,
             ),
+            max_connect_rate_per_ip: pick(
+                args.max_connect_rate_per_ip,
+                file.max_connect_rate_per_ip,
+            )
+            .filter(|n| *n > 0),
+            publish_rate: pick(args.publish_rate, file.publish_rate).filter(|n| *n > 0),
             max_body_bytes,
             console,
             tls,

@@ -9,6 +9,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod error;
+pub mod limits;
 pub mod plain_sse;
 pub mod publish_body;
 pub mod routes;

@@ -9,6 +9,7 @@
 //! deadline.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -17,11 +18,12 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
-use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpListener;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
 
+use crate::limits::{Limits, RetryAfter};
 use crate::plain_sse;
 
 /// How long in-flight connections get to finish after shutdown starts.
@@ -38,6 +40,7 @@ pub async fn serve(
     router: Router,
     herald: Herald,
     tls: Option<TlsAcceptor>,
+    limits: Arc<Limits>,
     shutdown: impl Future<Output = ()>,
 ) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -46,9 +49,10 @@ pub async fn serve(
     // Every plain stream task holds a clone; `recv` returns `None` once all have ended.
     let (streams_alive, mut streams_done) = mpsc::channel::<()>(1);
     tokio::pin!(shutdown);
+    let forget = tokio::spawn(forget_idle_clients(limits.clone()));
 
     loop {
-        let (stream, _peer) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(conn) => conn,
                 Err(error) => {
@@ -60,6 +64,13 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
+        if let Err(retry) = limits.connection(peer.ip()) {
+            metrics::counter!(CONNECTIONS_RATE_LIMITED).increment(1);
+            if tls.is_none() {
+                tokio::spawn(refuse_too_fast(stream, retry));
+            }
+            continue;
+        }
         let _ = stream.set_nodelay(true);
         let router = router.clone();
         let builder = builder.clone();
@@ -86,6 +97,7 @@ pub async fn serve(
     }
 
     drop(listener);
+    forget.abort();
     tracing::info!("shutting down: ending streams");
     herald.shutdown();
     drop(streams_alive);
@@ -98,6 +110,33 @@ pub async fn serve(
         .is_err()
     {
         tracing::warn!("some connections did not finish within {SHUTDOWN_GRACE:?}");
+    }
+}
+
+/// Connections refused by `--max-connect-rate-per-ip`.
+pub const CONNECTIONS_RATE_LIMITED: &str = "herald_connections_rate_limited_total";
+
+/// Answers a connection over its IP's rate without reading it: 429 and `Retry-After`.
+async fn refuse_too_fast(mut stream: TcpStream, retry: RetryAfter) {
+    let body = r#"{"error":"too_many_requests","message":"too many new connections from this address (--max-connect-rate-per-ip)"}"#;
+    let answer = format!(
+        "HTTP/1.1 429 Too Many Requests\r\ncontent-type: application/json\r\nretry-after: {}\r\n\
+         content-length: {}\r\nconnection: close\r\n\r\n{body}",
+        retry.seconds(),
+        body.len()
+    );
+    let write = async {
+        let _ = stream.write_all(answer.as_bytes()).await;
+        let _ = stream.shutdown().await;
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), write).await;
+}
+
+async fn forget_idle_clients(limits: Arc<Limits>) {
+    let mut interval = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        interval.tick().await;
+        limits.forget_idle();
     }
 }
 

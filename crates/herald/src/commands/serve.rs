@@ -14,6 +14,7 @@ use crate::auth::Auth;
 use crate::cli::ServeArgs;
 use crate::commands::token;
 use crate::config::ServeConfig;
+use crate::limits::Limits;
 use crate::schema::EventSchemas;
 use crate::{server, tls};
 
@@ -51,11 +52,16 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     };
     hub.queue = HubConfig::default().queue;
     let herald = Herald::in_memory(hub);
+    let limits = Arc::new(Limits::new(
+        config.max_connect_rate_per_ip,
+        config.publish_rate,
+    ));
     let state = Arc::new(AppState {
         herald: herald.clone(),
         auth,
         max_body_bytes: config.max_body_bytes,
         console: config.console,
+        limits: limits.clone(),
         schemas: load_schemas(&config)?,
         metrics: Some(metrics),
     });
@@ -76,7 +82,7 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     if config.dev_mode {
         print_dev_banner(addr, &config)?;
     }
-    server::serve(listener, router, herald, tls, server::signal()).await;
+    server::serve(listener, router, herald, tls, limits, server::signal()).await;
     tracing::info!("stopped");
     Ok(())
 }

@@ -9,20 +9,36 @@ use axum::Json;
 use herald_core::PublishError;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 
+use sha2::{Digest, Sha256};
+
 use crate::app::AppState;
 use crate::auth::Publisher;
 use crate::error::ApiError;
 use crate::publish_body;
 use crate::routes::events::bearer;
 
+/// Publishes refused by `--publish-rate`.
+pub const PUBLISH_RATE_LIMITED: &str = "herald_publish_rate_limited_total";
+
 pub async fn publish(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let publisher = state.auth.publisher(bearer(&headers)?)?;
+    let credential = bearer(&headers)?;
+    let publisher = state.auth.publisher(credential)?;
     let body = read_body(&headers, body, state.max_body_bytes).await?;
     let decoded = publish_body::decode(&body).map_err(ApiError::bad_request)?;
+    // Only authenticated credentials reach the limiter, so strangers cannot fill its table.
+    let digest: [u8; 32] = Sha256::digest(credential.unwrap_or_default().as_bytes()).into();
+    if let Err(retry) = state.limits.publish(digest, decoded.publications.len()) {
+        metrics::counter!(PUBLISH_RATE_LIMITED).increment(1);
+        return Err(ApiError::too_many(format!(
+            "this credential is over its publish rate (--publish-rate); retry in {} s",
+            retry.seconds()
+        ))
+        .retry_after(retry.seconds()));
+    }
     if let Some(schemas) = &state.schemas {
         schemas.check_body(&body).map_err(ApiError::bad_request)?;
     }

@@ -33,6 +33,8 @@ pub enum CloseReason {
     TokenExpired,
     /// The hub is shutting down.
     Shutdown,
+    /// The stream reached the hub's maximum stream lifetime (the client reconnects and resumes).
+    Lifetime,
 }
 
 impl CloseReason {
@@ -42,6 +44,7 @@ impl CloseReason {
             Self::SlowConsumer => "slow_consumer",
             Self::TokenExpired => "token_expired",
             Self::Shutdown => "shutdown",
+            Self::Lifetime => "lifetime",
         }
     }
 }
@@ -70,6 +73,8 @@ pub(crate) struct Conn {
     pub expires_at: Option<u64>,
     /// Hub clock (seconds) of the last frame queued; drives heartbeats on idle streams.
     pub last_activity: AtomicU64,
+    /// Unix seconds at which the hub recycles the stream (0 = never): `max_stream_lifetime`.
+    pub recycle_at: AtomicU64,
     limits: QueueLimits,
     state: Mutex<QueueState>,
 }
@@ -99,6 +104,7 @@ impl Conn {
             patterns: crate::topic::without_redundant(patterns.into_vec()).into(),
             expires_at,
             last_activity: AtomicU64::new(now),
+            recycle_at: AtomicU64::new(0),
             limits,
             state: Mutex::new(QueueState {
                 frames: VecDeque::new(),

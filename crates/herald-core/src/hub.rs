@@ -42,6 +42,10 @@ pub struct HubConfig {
     pub max_connections: Option<usize>,
     /// Streams allowed per user on this node (None = unlimited).
     pub max_connections_per_user: Option<usize>,
+    /// Streams end after 90-100% of this (random per stream, so reconnects spread out) with a
+    /// reconnect hint; clients resume where they were. Rebalances long-lived streams across
+    /// nodes and bounds how long any credential check stays valid. None = forever.
+    pub max_stream_lifetime: Option<Duration>,
 }
 
 impl Default for HubConfig {
@@ -56,6 +60,7 @@ impl Default for HubConfig {
             },
             max_connections: None,
             max_connections_per_user: None,
+            max_stream_lifetime: None,
         }
     }
 }
@@ -207,6 +212,12 @@ impl Hub {
             self.config.queue,
             self.clock.load(Ordering::Relaxed),
         ));
+        if let Some(lifetime) = self.config.max_stream_lifetime {
+            let secs = lifetime.as_secs().max(1);
+            let early = rand::random_range(0..=secs / 10);
+            let at = self.clock.load(Ordering::Relaxed) + secs - early;
+            conn.recycle_at.store(at, Ordering::Relaxed);
+        }
         let history = self.history.lock();
         let mut preamble = BytesMut::with_capacity(256);
         preamble
@@ -288,8 +299,12 @@ impl Hub {
         let idle_after = self.config.heartbeat.as_secs().max(1);
         let registry = self.registry.read();
         for conn in registry.all() {
+            let recycle_at = conn.recycle_at.load(Ordering::Relaxed);
             if conn.expires_at.is_some_and(|at| at <= now) {
                 conn.close(CloseReason::TokenExpired);
+            } else if recycle_at != 0 && recycle_at <= now {
+                conn.push(&self.reconnect_hint("stream lifetime reached"), now);
+                conn.close(CloseReason::Lifetime);
             } else if now.saturating_sub(conn.last_activity.load(Ordering::Relaxed)) >= idle_after {
                 conn.push(&self.heartbeat, now);
             }
@@ -321,14 +336,17 @@ impl Hub {
         let now = self.clock.load(Ordering::Relaxed);
         let registry = self.registry.read();
         for conn in registry.all() {
-            let jitter = rand::random_range(0..=self.config.retry_ms);
-            let hint = format!(
-                ": shutting down\nretry: {}\n\n",
-                self.config.retry_ms + jitter
-            );
-            conn.push(&Frame::control(hint), now);
+            conn.push(&self.reconnect_hint("shutting down"), now);
             conn.close(CloseReason::Shutdown);
         }
+    }
+
+    /// A comment saying why, and a `retry:` of the usual delay plus up to as much again at
+    /// random, so the streams a hub ends together do not all come back in the same instant.
+    fn reconnect_hint(&self, why: &str) -> Arc<Frame> {
+        let jitter = rand::random_range(0..=self.config.retry_ms);
+        let hint = format!(": {why}\nretry: {}\n\n", self.config.retry_ms + jitter);
+        Frame::control(hint)
     }
 
     pub fn is_shutting_down(&self) -> bool {

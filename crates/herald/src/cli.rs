@@ -7,6 +7,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::builder::BoolishValueParser;
 use clap::{Args, Parser, Subcommand};
@@ -125,6 +126,11 @@ pub struct ServeArgs {
     /// Streams allowed per user on this node; more get 429 [default: unlimited].
     #[arg(long, env = "HERALD_MAX_CONNECTIONS_PER_USER")]
     pub max_connections_per_user: Option<usize>,
+    /// End each stream after this long (e.g. 1h; each stream gets 90-100% of it at random) with
+    /// a reconnect hint; clients resume with Last-Event-ID. Spreads long-lived streams over
+    /// nodes after scaling out [default: unlimited].
+    #[arg(long, env = "HERALD_MAX_STREAM_LIFETIME", value_parser = humantime::parse_duration)]
+    pub max_stream_lifetime: Option<Duration>,
     /// New connections per second accepted from one IP address; beyond it, cleartext
     /// connections get 429 with Retry-After and TLS ones are closed [default: unlimited].
     #[arg(long, env = "HERALD_MAX_CONNECT_RATE_PER_IP")]

@@ -33,6 +33,7 @@ struct FileConfig {
     tls_key: Option<PathBuf>,
     max_connections: Option<usize>,
     max_connections_per_user: Option<usize>,
+    max_stream_lifetime: Option<String>,
     max_connect_rate_per_ip: Option<u32>,
     publish_rate: Option<u32>,
     max_body_bytes: Option<usize>,
@@ -56,6 +57,8 @@ pub struct ServeConfig {
     pub cors_origins: Vec<String>,
     pub max_connections: Option<usize>,
     pub max_connections_per_user: Option<usize>,
+    /// Streams are recycled after (90-100% of) this long.
+    pub max_stream_lifetime: Option<Duration>,
     /// New connections per second from one IP address (None = unlimited).
     pub max_connect_rate_per_ip: Option<u32>,
     /// Events per second per publish key or publisher token (None = unlimited).
@@ -96,6 +99,8 @@ pub enum ConfigError {
     Unsupported(&'static str, &'static str),
     #[error("--tls-cert and --tls-key must be given together")]
     TlsPair,
+    #[error("invalid {0}: {1}")]
+    Invalid(&'static str, String),
     #[error("--heartbeat must be at least 1 second")]
     Heartbeat,
     #[error("--cors-origin {0:?}: give exact origins like https://app.example.com; a wildcard cannot be combined with credentials")]
@@ -149,6 +154,14 @@ impl ServeConfig {
             _ => return Err(ConfigError::TlsPair),
         };
 
+        let file_lifetime = file
+            .max_stream_lifetime
+            .as_deref()
+            .map(humantime::parse_duration)
+            .transpose()
+            .map_err(|e| ConfigError::Invalid("max-stream-lifetime", e.to_string()))?;
+        let max_stream_lifetime =
+            pick(args.max_stream_lifetime, file_lifetime).filter(|d| !d.is_zero());
         let heartbeat = pick(args.heartbeat, file.heartbeat).unwrap_or(15);
         if heartbeat == 0 {
             return Err(ConfigError::Heartbeat);
@@ -195,6 +208,7 @@ impl ServeConfig {
             .filter(|n| *n > 0),
             publish_rate: pick(args.publish_rate, file.publish_rate).filter(|n| *n > 0),
             max_body_bytes,
+            max_stream_lifetime,
             console,
             tls,
             schema: pick(args.schema, file.schema),

@@ -48,6 +48,7 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         retry_ms: config.retry_ms,
         max_connections: config.max_connections,
         max_connections_per_user: config.max_connections_per_user,
+        max_stream_lifetime: config.max_stream_lifetime,
         ..HubConfig::default()
     };
     hub.queue = HubConfig::default().queue;

@@ -34,4 +34,17 @@ pub trait Broker: Send + Sync + 'static {
 
     /// Can the broker accept and deliver events right now? Drives `/readyz`.
     fn is_ready(&self) -> bool;
+
+    /// Waits until this node's hub has dispatched every event up to `id`, if `id` is an event
+    /// the broker has assigned.
+    ///
+    /// A client may resume on a node with an id it got from another node a moment ago, before
+    /// this node's hub has received that event; registering it right away would answer
+    /// `herald.missed` (`unknown_id`) for an id that is perfectly valid. Brokers that deliver
+    /// asynchronously wait here (bounded); an id the broker never assigned returns at once and
+    /// the hub treats it as unknown. The in-process broker dispatches before `publish` returns,
+    /// so the default has nothing to wait for.
+    async fn catch_up_to(&self, _id: EventId) -> Result<(), BrokerError> {
+        Ok(())
+    }
 }

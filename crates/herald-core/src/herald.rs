@@ -131,6 +131,18 @@ impl Herald {
         &self,
         request: SubscribeRequest,
     ) -> Result<EventStream, SubscribeError> {
+        if let Some(id) = request
+            .last_event_id
+            .as_deref()
+            .and_then(|text| text.parse::<EventId>().ok())
+        {
+            if id > self.hub.last_event_id() {
+                self.broker
+                    .catch_up_to(id)
+                    .await
+                    .map_err(|error| SubscribeError::Broker(error.0))?;
+            }
+        }
         let mut older = Older::NotFetched;
         // History older than the hub's window comes from the broker; the window can move while
         // we fetch, so try a few times before giving up with `herald.missed`.

@@ -52,6 +52,14 @@ impl History {
         self.events.push_back(event);
     }
 
+    /// Forgets every event and starts the sequence again after `start`: the events between the
+    /// last one seen and `start` are lost, so resume points before `start` are too old.
+    pub fn restart(&mut self, start: EventId) {
+        self.events.clear();
+        self.floor = start;
+        self.last = start;
+    }
+
     /// The id of the newest event seen (or the start id).
     pub fn last(&self) -> EventId {
         self.last
@@ -114,6 +122,17 @@ mod tests {
         assert_eq!(ids(h.after(EventId::new(11, 0))), Some(vec![12, 13, 14]));
         assert!(matches!(h.after(EventId::new(12, 5)), After::Unknown));
         assert!(matches!(h.after(EventId::new(99, 0)), After::Unknown));
+    }
+
+    #[test]
+    fn restart_makes_older_resume_points_too_old() {
+        let mut h = History::new(3, EventId::new(10, 0));
+        h.push(event(11));
+        h.restart(EventId::new(20, 0));
+        assert!(matches!(h.after(EventId::new(11, 0)), After::TooOld));
+        assert_eq!(ids(h.after(EventId::new(20, 0))), Some(vec![]));
+        h.push(event(21));
+        assert_eq!(ids(h.after(EventId::new(20, 0))), Some(vec![21]));
     }
 
     #[test]

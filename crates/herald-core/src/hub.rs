@@ -179,6 +179,29 @@ impl Hub {
         });
     }
 
+    /// Records that the events after the last one dispatched here, up to and including `upto`,
+    /// are lost to this node (a broker fell further behind than its shared history reaches).
+    ///
+    /// Every open stream gets `herald.missed` (reason `history_expired`) followed by an id-only
+    /// block at `upto`, so clients refetch their state and a later resume starts from here. The
+    /// history window restarts after `upto`: resume points before it are too old. Like
+    /// [`Hub::dispatch`], brokers call this in order and never concurrently with dispatch.
+    pub fn dispatch_gap(&self, upto: EventId) {
+        let now = self.clock.load(Ordering::Relaxed);
+        let registry = self.registry.read();
+        let mut history = self.history.lock();
+        let last = history.last().to_string();
+        history.restart(upto);
+        drop(history);
+        let mut bytes = BytesMut::with_capacity(128);
+        append_missed(&mut bytes, "history_expired", Some(&last));
+        bytes.extend_from_slice(format!("id: {upto}\n\n").as_bytes());
+        let frame = Frame::control(bytes.freeze());
+        for conn in registry.all() {
+            conn.push(&frame, now);
+        }
+    }
+
     pub fn stats(&self) -> HubStats {
         let registry = self.registry.read();
         HubStats {

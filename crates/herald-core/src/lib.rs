@@ -36,6 +36,7 @@ pub use id::{unix_ms, unix_us, EventId, InvalidEventId};
 pub use inspect::HubSnapshot;
 pub use memory::MemoryBroker;
 pub use publication::{
-    validate_user, Publication, PublicationError, MAX_USER_LEN, RESERVED_EVENT_PREFIX,
+    compact_json, json_payload, validate_user, Publication, PublicationError, MAX_USER_LEN,
+    RESERVED_EVENT_PREFIX,
 };
 pub use topic::{validate_topic, Pattern, TopicError};

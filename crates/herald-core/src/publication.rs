@@ -112,6 +112,42 @@ pub fn validate_user(user: &str) -> Result<(), PublicationError> {
     Ok(())
 }
 
+/// The wire payload for a JSON `data` value: a JSON string is sent verbatim (its decoded text);
+/// any other value as compact JSON, byte for byte as given minus the whitespace between tokens
+/// (key order and number spelling kept). Shared by `POST /publish` and the Redis seed ingress so
+/// both turn the same `data` into the same event.
+pub fn json_payload(data: &serde_json::value::RawValue) -> Result<String, serde_json::Error> {
+    match data.get() {
+        raw if raw.starts_with('"') => serde_json::from_str::<String>(raw),
+        raw => Ok(compact_json(raw)),
+    }
+}
+
+/// Removes whitespace outside strings from already-valid JSON.
+pub fn compact_json(raw: &str) -> String {
+    let mut out = String::with_capacity(raw.len());
+    let mut in_string = false;
+    let mut escaped = false;
+    for c in raw.chars() {
+        if in_string {
+            out.push(c);
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == '"' {
+                in_string = false;
+            }
+        } else if c == '"' {
+            in_string = true;
+            out.push(c);
+        } else if !matches!(c, ' ' | '\t' | '\n' | '\r') {
+            out.push(c);
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -108,9 +108,25 @@ pub struct ServeArgs {
     /// Reconnection delay suggested to clients, in milliseconds [default: 3000].
     #[arg(long, env = "HERALD_RETRY_MS")]
     pub retry_ms: Option<u64>,
-    /// Redis URL for multi-node mode (not supported yet).
+    /// Redis URL for multi-node mode: redis://[user:password@]host:port[/db], or rediss:// (TLS).
     #[arg(long, env = "HERALD_REDIS", hide_env_values = true)]
     pub redis: Option<String>,
+    /// Prefix of the Redis keys; nodes with the same prefix form one hub [default: herald].
+    #[arg(long, env = "HERALD_REDIS_PREFIX")]
+    pub redis_prefix: Option<String>,
+    /// Redis Pub/Sub channel for seed-format messages; "" turns ingress off [default: user:events].
+    #[arg(long, env = "HERALD_REDIS_CHANNEL")]
+    pub redis_channel: Option<String>,
+    /// Bound on connecting to Redis, in milliseconds [default: 2000].
+    #[arg(long, env = "HERALD_REDIS_CONNECT_TIMEOUT_MS")]
+    pub redis_connect_timeout_ms: Option<u64>,
+    /// Bound on one Redis command, in milliseconds; publishes fail with 503 after it [default: 2000].
+    #[arg(long, env = "HERALD_REDIS_COMMAND_TIMEOUT_MS")]
+    pub redis_command_timeout_ms: Option<u64>,
+    /// Longest delay between Redis reconnect attempts, in milliseconds (exponential backoff
+    /// with jitter from 100 ms) [default: 5000].
+    #[arg(long, env = "HERALD_REDIS_BACKOFF_MAX_MS")]
+    pub redis_backoff_max_ms: Option<u64>,
     /// Origin allowed to call the hub from a browser, with credentials (repeatable).
     #[arg(long, env = "HERALD_CORS_ORIGIN", value_delimiter = ',')]
     pub cors_origin: Vec<String>,

@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use herald_redis::RedisConfig;
 use serde::Deserialize;
 
 use crate::cli::ServeArgs;
@@ -28,6 +29,11 @@ struct FileConfig {
     history: Option<usize>,
     retry_ms: Option<u64>,
     redis: Option<String>,
+    redis_prefix: Option<String>,
+    redis_channel: Option<String>,
+    redis_connect_timeout_ms: Option<u64>,
+    redis_command_timeout_ms: Option<u64>,
+    redis_backoff_max_ms: Option<u64>,
     cors_origin: Option<Vec<String>>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
@@ -54,6 +60,8 @@ pub struct ServeConfig {
     pub heartbeat: Duration,
     pub history: usize,
     pub retry_ms: u64,
+    /// Multi-node mode: the Redis broker's settings (`None` = the embedded broker).
+    pub redis: Option<RedisConfig>,
     pub cors_origins: Vec<String>,
     pub max_connections: Option<usize>,
     pub max_connections_per_user: Option<usize>,
@@ -139,12 +147,28 @@ impl ServeConfig {
             Some(path) => read_file(path)?,
             None => FileConfig::default(),
         };
-        if pick(args.redis, file.redis).is_some() {
-            return Err(ConfigError::Unsupported(
-                "--redis",
-                "multi-node mode is planned",
-            ));
-        }
+        let history = pick(args.history, file.history).unwrap_or(10_000);
+        let redis = pick(args.redis, file.redis).map(|url| {
+            let mut redis = RedisConfig::new(url);
+            redis.history = history;
+            if let Some(prefix) = pick(args.redis_prefix, file.redis_prefix) {
+                redis.key_prefix = prefix;
+            }
+            if let Some(channel) = pick(args.redis_channel, file.redis_channel) {
+                redis.ingress_channel = (!channel.is_empty()).then_some(channel);
+            }
+            let ms = Duration::from_millis;
+            if let Some(t) = pick(args.redis_connect_timeout_ms, file.redis_connect_timeout_ms) {
+                redis.connect_timeout = ms(t.max(1));
+            }
+            if let Some(t) = pick(args.redis_command_timeout_ms, file.redis_command_timeout_ms) {
+                redis.command_timeout = ms(t.max(1));
+            }
+            if let Some(t) = pick(args.redis_backoff_max_ms, file.redis_backoff_max_ms) {
+                redis.backoff_max = ms(t);
+            }
+            redis
+        });
         let tls = match (
             pick(args.tls_cert, file.tls_cert),
             pick(args.tls_key, file.tls_key),
@@ -193,8 +217,9 @@ impl ServeConfig {
             public_topics: pick_list(args.public_topic, file.public_topic)
                 .unwrap_or_else(|| vec![DEFAULT_PUBLIC_TOPIC.to_owned()]),
             heartbeat: Duration::from_secs(heartbeat),
-            history: pick(args.history, file.history).unwrap_or(10_000),
+            history,
             retry_ms: pick(args.retry_ms, file.retry_ms).unwrap_or(3_000),
+            redis,
             cors_origins,
             max_connections: pick(args.max_connections, file.max_connections),
             max_connections_per_user: pick(
@@ -276,6 +301,25 @@ mod tests {
     }
 
     #[test]
+    fn redis_settings_come_from_flags_and_file() {
+        let f = file("redis = \"redis://file\"\nredis-channel = \"\"\nredis-command-timeout-ms = 300\nhistory = 50\n");
+        let config = ServeConfig::resolve(ServeArgs {
+            config: Some(f.0.clone()),
+            redis_prefix: Some("blue".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        let redis = config.redis.expect("redis mode");
+        assert_eq!(redis.url, "redis://file");
+        assert_eq!(redis.key_prefix, "blue");
+        assert_eq!(redis.ingress_channel, None);
+        assert_eq!(redis.command_timeout, Duration::from_millis(300));
+        assert_eq!(redis.history, 50);
+        let config = ServeConfig::resolve(ServeArgs::default()).unwrap();
+        assert!(config.redis.is_none());
+    }
+
+    #[test]
     fn unknown_file_keys_and_unsupported_flags_are_errors() {
         let f = file("listne = \"127.0.0.1:9000\"\n");
         let err = ServeConfig::resolve(ServeArgs {
@@ -283,11 +327,6 @@ mod tests {
             ..Default::default()
         });
         assert!(matches!(err, Err(ConfigError::Parse { .. })));
-        let err = ServeConfig::resolve(ServeArgs {
-            redis: Some("redis://x".into()),
-            ..Default::default()
-        });
-        assert!(matches!(err, Err(ConfigError::Unsupported("--redis", _))));
         let err = ServeConfig::resolve(ServeArgs {
             cors_origin: vec!["*".into()],
             ..Default::default()

@@ -7,7 +7,7 @@
 //! insignificant whitespace (key order and number spelling are preserved). A batch is decoded
 //! and validated whole before anything is published: all or nothing.
 
-use herald_core::Publication;
+use herald_core::{json_payload, Publication};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
@@ -76,12 +76,7 @@ fn decode_item(json: &str) -> Result<Publication, String> {
             format!("malformed JSON: {e}")
         }
     })?;
-    let data = match item.data.get() {
-        raw if raw.starts_with('"') => {
-            serde_json::from_str::<String>(raw).map_err(|e| format!("data: {e}"))?
-        }
-        raw => compact_json(raw),
-    };
+    let data = json_payload(item.data).map_err(|e| format!("data: {e}"))?;
     let publication = Publication {
         event: item.event,
         data,
@@ -151,31 +146,6 @@ fn nesting_depth(text: &str) -> usize {
         }
     }
     deepest
-}
-
-/// Removes whitespace outside strings from already-valid JSON.
-fn compact_json(raw: &str) -> String {
-    let mut out = String::with_capacity(raw.len());
-    let mut in_string = false;
-    let mut escaped = false;
-    for c in raw.chars() {
-        if in_string {
-            out.push(c);
-            if escaped {
-                escaped = false;
-            } else if c == '\\' {
-                escaped = true;
-            } else if c == '"' {
-                in_string = false;
-            }
-        } else if c == '"' {
-            in_string = true;
-            out.push(c);
-        } else if !matches!(c, ' ' | '\t' | '\n' | '\r') {
-            out.push(c);
-        }
-    }
-    out
 }
 
 #[cfg(test)]
@@ -248,7 +218,7 @@ mod tests {
         #[test]
         fn compacting_valid_json_keeps_its_value(v in arb_json()) {
             let pretty = serde_json::to_string_pretty(&v).unwrap();
-            let compact = compact_json(&pretty);
+            let compact = herald_core::compact_json(&pretty);
             let reparsed: serde_json::Value = serde_json::from_str(&compact).unwrap();
             proptest::prop_assert_eq!(reparsed, v);
             proptest::prop_assert!(!compact.contains('\n'));

@@ -52,7 +52,17 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         ..HubConfig::default()
     };
     hub.queue = HubConfig::default().queue;
-    let herald = Herald::in_memory(hub);
+    let herald = match config.redis.clone() {
+        Some(redis) => {
+            herald_redis::metrics::describe();
+            let redis_at = herald_redis::describe_url(&redis);
+            tracing::info!(redis = %redis_at, "multi-node mode: events go through Redis");
+            herald_redis::start(redis, hub)
+                .await
+                .map_err(|e| e.to_string())?
+        }
+        None => Herald::in_memory(hub),
+    };
     let limits = Arc::new(Limits::new(
         config.max_connect_rate_per_ip,
         config.publish_rate,

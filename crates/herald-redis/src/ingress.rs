@@ -1,0 +1,188 @@
+//! Seed-compatible ingress: a plain `PUBLISH user:events '{...}'` becomes one Herald event.
+//!
+//! Redis Pub/Sub hands every message to every subscribed node, but the event must enter the
+//! stream once. Each node therefore turns each message into a small Lua script that appends it
+//! only if a dedup key was not set yet:
+//!
+//! ```text
+//! SET {herald}:ingress:<sha256(message)>:<n> 1 NX PX <window>  →  XADD only if it was set
+//! ```
+//!
+//! The script is atomic, so exactly one node's `XADD` happens. `<n>` tells identical messages
+//! apart: it is the message's occurrence number among identical payloads this node received in
+//! the dedup window. Redis delivers a channel's messages to every subscriber in the same order,
+//! so all nodes number the copies alike and the second identical `{"data":"ping"}` is a second
+//! event, not a duplicate.
+//!
+//! What this does not promise (Pub/Sub is fire-and-forget): a message published while no node
+//! is subscribed (all down, or every subscription reconnecting) is lost; a node that joins
+//! between two identical messages in one window may number them differently and deliver the
+//! second one twice. Services that need more publish with `POST /publish`, which answers with
+//! the id once the event is stored.
+//!
+//! Messages are handled one at a time per node, in channel order, so the order the service
+//! published in is the order in the stream: before any node handles message k+1 it has finished
+//! message k, which by then is in the stream whichever node appended it.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use herald_core::unix_us;
+use redis::aio::ConnectionManager;
+use redis::{Client, Script};
+use sha2::{Digest, Sha256};
+
+use crate::backoff::Backoff;
+use crate::config::RedisConfig;
+use crate::keys::Keys;
+use crate::metrics as m;
+use crate::{entry, seed_message};
+
+const APPEND_ONCE: &str = r"
+if redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[1]) then
+  return redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', ARGV[3], ARGV[4])
+end
+return false
+";
+
+/// Numbers identical payloads seen within the dedup window.
+struct Occurrences {
+    window: Duration,
+    seen: HashMap<[u8; 32], (u64, Instant)>,
+    last_pruned: Instant,
+}
+
+impl Occurrences {
+    fn new(window: Duration) -> Self {
+        Self {
+            window,
+            seen: HashMap::new(),
+            last_pruned: Instant::now(),
+        }
+    }
+
+    /// 1 for the first copy of `digest` in the window, 2 for the second, and so on.
+    fn next(&mut self, digest: [u8; 32], now: Instant) -> u64 {
+        if now.duration_since(self.last_pruned) > self.window {
+            let window = self.window;
+            self.seen
+                .retain(|_, (_, last)| now.duration_since(*last) <= window);
+            self.last_pruned = now;
+        }
+        let slot = self.seen.entry(digest).or_insert((0, now));
+        if now.duration_since(slot.1) > self.window {
+            slot.0 = 0;
+        }
+        slot.0 += 1;
+        slot.1 = now;
+        slot.0
+    }
+}
+
+pub(crate) struct Ingress {
+    pub client: Client,
+    pub conn: ConnectionManager,
+    pub keys: Keys,
+    pub channel: String,
+    pub config: RedisConfig,
+}
+
+impl Ingress {
+    /// Subscribes and handles messages forever, resubscribing after any failure.
+    pub async fn run(mut self) {
+        let script = Script::new(APPEND_ONCE);
+        let mut occurrences = Occurrences::new(self.config.ingress_dedup_window);
+        let mut backoff = Backoff::new(self.config.backoff_min, self.config.backoff_max);
+        let mut first = true;
+        loop {
+            let subscribed = tokio::time::timeout(self.config.connect_timeout, async {
+                let mut pubsub = self.client.get_async_pubsub().await?;
+                pubsub.subscribe(&self.channel).await?;
+                Ok::<_, redis::RedisError>(pubsub)
+            })
+            .await;
+            let mut pubsub = match subscribed {
+                Ok(Ok(pubsub)) => pubsub,
+                Ok(Err(error)) => {
+                    tracing::debug!(%error, "cannot subscribe to the ingress channel yet");
+                    tokio::time::sleep(backoff.next_delay()).await;
+                    continue;
+                }
+                Err(_) => {
+                    tracing::debug!("subscribing to the ingress channel timed out");
+                    tokio::time::sleep(backoff.next_delay()).await;
+                    continue;
+                }
+            };
+            if !first {
+                metrics::counter!(m::RECONNECTS).increment(1);
+            }
+            first = false;
+            backoff.reset();
+            tracing::info!(channel = %self.channel, "listening for seed-format messages");
+            let mut messages = pubsub.on_message();
+            while let Some(message) = messages.next().await {
+                self.handle(&script, &mut occurrences, message.get_payload_bytes())
+                    .await;
+            }
+            tracing::warn!(channel = %self.channel, "ingress subscription lost; resubscribing (messages published meanwhile are not received)");
+            tokio::time::sleep(backoff.next_delay()).await;
+        }
+    }
+
+    async fn handle(&mut self, script: &Script, occurrences: &mut Occurrences, payload: &[u8]) {
+        let publication = match seed_message::parse(payload) {
+            Ok(publication) => publication,
+            Err(error) => {
+                metrics::counter!(m::INGRESS_MESSAGES, "outcome" => m::INGRESS_MALFORMED)
+                    .increment(1);
+                tracing::warn!(%error, channel = %self.channel, "dropping a malformed ingress message");
+                return;
+            }
+        };
+        let digest: [u8; 32] = Sha256::digest(payload).into();
+        let occurrence = occurrences.next(digest, Instant::now());
+        let digest_hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        let mut invocation = script.key(&self.keys.stream);
+        invocation
+            .key(self.keys.dedup(&digest_hex, occurrence))
+            .arg(self.config.ingress_dedup_window.as_millis() as u64)
+            .arg(self.config.stream_len())
+            .arg(entry::FIELD)
+            .arg(entry::encode(&publication, unix_us()));
+        let result = tokio::time::timeout(
+            self.config.command_timeout,
+            invocation.invoke_async::<Option<String>>(&mut self.conn),
+        )
+        .await;
+        let outcome = match result {
+            Ok(Ok(Some(_id))) => m::INGRESS_PUBLISHED,
+            Ok(Ok(None)) => m::INGRESS_DUPLICATE,
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "could not append an ingress message");
+                m::INGRESS_FAILED
+            }
+            Err(_) => {
+                tracing::warn!("appending an ingress message timed out");
+                m::INGRESS_FAILED
+            }
+        };
+        metrics::counter!(m::INGRESS_MESSAGES, "outcome" => outcome).increment(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identical_payloads_are_numbered_within_the_window() {
+        let mut o = Occurrences::new(Duration::from_secs(10));
+        let t0 = Instant::now();
+        assert_eq!(o.next([1; 32], t0), 1);
+        assert_eq!(o.next([1; 32], t0 + Duration::from_secs(1)), 2);
+        assert_eq!(o.next([2; 32], t0 + Duration::from_secs(1)), 1);
+        assert_eq!(o.next([1; 32], t0 + Duration::from_secs(30)), 1);
+    }
+}

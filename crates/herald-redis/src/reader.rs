@@ -1,0 +1,245 @@
+//! The stream reader: one task per node that follows the Redis Stream and feeds the hub.
+//!
+//! It reads with `XREAD BLOCK` from the id of the last event it dispatched, on a connection of
+//! its own (a blocking read would stall anything sharing it), and hands events to
+//! [`Hub::dispatch`] one at a time in stream order, which is the only order the hub needs.
+//!
+//! Every failure is handled the same way: drop the connection, wait (backoff), connect again,
+//! and read on from the same id. Whatever was added meanwhile is simply the next batch, so a
+//! node that lost Redis for a while delivers exactly what it missed, in order, once. Two checks
+//! run whenever the reader (re)connects or falls behind (a full batch): if entries it still
+//! needed were trimmed, or Redis lost the stream (restart without persistence), the hub gets a
+//! gap ([`Hub::dispatch_gap`]) and its streams the reserved `herald.missed` event, instead of a
+//! silent hole. Between those points the check is not needed: trimming keeps the newest
+//! `MAXLEN` entries, so a reader that is less than a batch behind cannot lose any.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use herald_core::{EventId, Hub};
+use redis::aio::MultiplexedConnection;
+use redis::streams::StreamReadReply;
+use redis::{AsyncConnectionConfig, Client, Value};
+use tokio::sync::watch;
+
+use crate::backoff::Backoff;
+use crate::config::RedisConfig;
+use crate::entry;
+use crate::keys::Keys;
+use crate::metrics as m;
+use crate::stream_info::{is_no_such_key, StreamInfo};
+
+/// Entries read per round. Must not exceed the stream's minimum length (see the module docs).
+const BATCH: usize = 512;
+/// How long one `XREAD` blocks waiting for new entries before it asks again.
+const BLOCK: Duration = Duration::from_secs(5);
+
+/// What the reader tells the rest of the node.
+pub struct ReaderStatus {
+    /// The reader's connection works and it has checked its position: `/readyz`.
+    connected: AtomicBool,
+    /// The id of the last event handed to the hub.
+    dispatched: watch::Sender<EventId>,
+}
+
+impl ReaderStatus {
+    pub(crate) fn new(position: EventId) -> Arc<Self> {
+        Arc::new(Self {
+            connected: AtomicBool::new(false),
+            dispatched: watch::Sender::new(position),
+        })
+    }
+
+    pub fn is_connected(&self) -> bool {
+        self.connected.load(Ordering::Relaxed)
+    }
+
+    /// Has the reader dispatched `id` (or later)?
+    pub(crate) fn has_dispatched(&self, id: EventId) -> bool {
+        *self.dispatched.borrow() >= id
+    }
+
+    /// Waits until the reader has dispatched `id` (or later), at most `timeout`.
+    pub(crate) async fn dispatched_up_to(&self, id: EventId, timeout: Duration) -> bool {
+        let mut rx = self.dispatched.subscribe();
+        tokio::time::timeout(timeout, rx.wait_for(|last| *last >= id))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+}
+
+/// Why reading stopped; the reader reconnects after any of these.
+#[derive(Debug, thiserror::Error)]
+enum ReadError {
+    #[error(transparent)]
+    Redis(#[from] redis::RedisError),
+    #[error("{0}")]
+    Protocol(String),
+}
+
+pub(crate) struct Reader {
+    pub client: Client,
+    pub keys: Keys,
+    pub config: RedisConfig,
+    pub hub: Weak<Hub>,
+    pub status: Arc<ReaderStatus>,
+    /// The id of the last event dispatched; reading continues after it.
+    pub position: EventId,
+}
+
+impl Reader {
+    /// Runs until the hub is dropped.
+    pub async fn run(mut self) {
+        let mut backoff = Backoff::new(self.config.backoff_min, self.config.backoff_max);
+        let mut first = true;
+        loop {
+            let error = match self.connect().await {
+                Ok(mut conn) => {
+                    if !first {
+                        metrics::counter!(m::RECONNECTS).increment(1);
+                    }
+                    first = false;
+                    match self.follow(&mut conn, &mut backoff).await {
+                        Ok(()) => return,
+                        Err(error) => error,
+                    }
+                }
+                Err(error) => ReadError::Redis(error),
+            };
+            if self.status.connected.swap(false, Ordering::Relaxed) {
+                tracing::warn!(%error, position = %self.position, "lost the Redis stream; reconnecting");
+            } else {
+                tracing::debug!(%error, "cannot reach Redis yet");
+            }
+            tokio::time::sleep(backoff.next_delay()).await;
+        }
+    }
+
+    async fn connect(&self) -> Result<MultiplexedConnection, redis::RedisError> {
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(self.config.connect_timeout)
+            .set_response_timeout(BLOCK + self.config.command_timeout);
+        self.client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+    }
+
+    /// Reads and dispatches until the connection fails (`Err`) or the hub is gone (`Ok`).
+    async fn follow(
+        &mut self,
+        conn: &mut MultiplexedConnection,
+        backoff: &mut Backoff,
+    ) -> Result<(), ReadError> {
+        let mut check = true;
+        loop {
+            let entries = if check {
+                let entries = self.checked_read(conn).await?;
+                self.status.connected.store(true, Ordering::Relaxed);
+                backoff.reset();
+                entries
+            } else {
+                self.blocking_read(conn).await?
+            };
+            check = entries.as_ref().is_some_and(|r| batch_len(r) >= BATCH);
+            if let Some(reply) = entries {
+                let Some(hub) = self.hub.upgrade() else {
+                    return Ok(());
+                };
+                self.dispatch(&hub, reply);
+            } else if self.hub.strong_count() == 0 {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Reads the next batch and, in the same transaction, the stream's ends, to tell whether
+    /// anything after our position was trimmed or lost.
+    async fn checked_read(
+        &mut self,
+        conn: &mut MultiplexedConnection,
+    ) -> Result<Option<StreamReadReply>, ReadError> {
+        let position = self.position.to_string();
+        let result: Result<(Value, Option<StreamReadReply>), _> = redis::pipe()
+            .atomic()
+            .cmd("XINFO")
+            .arg("STREAM")
+            .arg(&self.keys.stream)
+            .cmd("XREAD")
+            .arg("COUNT")
+            .arg(BATCH)
+            .arg("STREAMS")
+            .arg(&self.keys.stream)
+            .arg(&position)
+            .query_async(conn)
+            .await;
+        let (info, entries) = match result {
+            Ok((info, entries)) => (
+                StreamInfo::from_reply(&info).map_err(ReadError::Protocol)?,
+                entries,
+            ),
+            // No stream at all: new, or Redis restarted without persistence.
+            Err(error) if is_no_such_key(&error) => (StreamInfo::default(), None),
+            Err(error) => return Err(error.into()),
+        };
+        if !info.retains_everything_after(self.position) {
+            let resume = info.resume_point();
+            tracing::warn!(
+                position = %self.position,
+                resume_at = %resume,
+                "events this node had not delivered are no longer in Redis (trimmed, or Redis lost its data); streams get herald.missed"
+            );
+            metrics::counter!(m::GAPS).increment(1);
+            if let Some(hub) = self.hub.upgrade() {
+                hub.dispatch_gap(resume);
+            }
+            self.position = resume;
+            self.status.dispatched.send_replace(resume);
+            // What we read was read from the old position; read again from the new one.
+            return Ok(None);
+        }
+        Ok(entries)
+    }
+
+    async fn blocking_read(
+        &mut self,
+        conn: &mut MultiplexedConnection,
+    ) -> Result<Option<StreamReadReply>, ReadError> {
+        let reply: Option<StreamReadReply> = redis::cmd("XREAD")
+            .arg("COUNT")
+            .arg(BATCH)
+            .arg("BLOCK")
+            .arg(BLOCK.as_millis() as u64)
+            .arg("STREAMS")
+            .arg(&self.keys.stream)
+            .arg(self.position.to_string())
+            .query_async(conn)
+            .await?;
+        Ok(reply)
+    }
+
+    fn dispatch(&mut self, hub: &Hub, reply: StreamReadReply) {
+        for key in reply.keys {
+            for entry in key.ids {
+                match entry::decode(&entry.id, &entry.map) {
+                    Ok(event) => {
+                        self.position = event.id;
+                        hub.dispatch(Arc::new(event));
+                    }
+                    Err(error) => {
+                        metrics::counter!(m::MALFORMED_ENTRIES).increment(1);
+                        tracing::warn!(%error, id = %entry.id, "skipping a stream entry that is not a Herald event");
+                        if let Ok(id) = entry.id.parse() {
+                            self.position = id;
+                        }
+                    }
+                }
+            }
+        }
+        self.status.dispatched.send_replace(self.position);
+    }
+}
+
+fn batch_len(reply: &StreamReadReply) -> usize {
+    reply.keys.iter().map(|k| k.ids.len()).sum()
+}

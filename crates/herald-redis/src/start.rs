@@ -1,0 +1,119 @@
+//! Starting a node on Redis: connect, learn where the stream is, start the reader and ingress.
+
+use std::sync::Arc;
+
+use herald_core::{Herald, Hub, HubConfig};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{Client, Value};
+
+use crate::backoff::Backoff;
+use crate::broker::RedisBroker;
+use crate::config::RedisConfig;
+use crate::ingress::Ingress;
+use crate::keys::Keys;
+use crate::reader::{Reader, ReaderStatus};
+use crate::stream_info::{is_no_such_key, StreamInfo};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("--redis: {0}")]
+    Url(redis::RedisError),
+}
+
+/// Where Redis is, for logs: host and port, never the credentials.
+pub fn describe_url(config: &RedisConfig) -> String {
+    match Client::open(config.url.as_str()) {
+        Ok(client) => client.get_connection_info().addr.to_string(),
+        Err(_) => "<invalid URL>".into(),
+    }
+}
+
+/// A hub on the Redis broker.
+///
+/// Waits (with backoff, logging each failure) until Redis answers: a node cannot know where the
+/// shared sequence stands before it has asked, and a process that keeps retrying is what an
+/// orchestrator starting Redis and Herald side by side needs. Must run inside a Tokio runtime.
+pub async fn start(config: RedisConfig, hub_config: HubConfig) -> Result<Herald, StartError> {
+    if config.url.starts_with("rediss://") {
+        // rustls needs one process-wide crypto provider; the redis crate does not pick one.
+        // An error only means an embedder already installed one, which is as good.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    }
+    let client = Client::open(config.url.as_str()).map_err(StartError::Url)?;
+    let keys = Keys::new(&config.key_prefix);
+    let where_ = describe_url(&config);
+    let mut backoff = Backoff::new(config.backoff_min, config.backoff_max);
+    let (conn, info) = loop {
+        match connect(&client, &config, &keys).await {
+            Ok(connected) => break connected,
+            Err(error) => {
+                let delay = backoff.next_delay();
+                tracing::warn!(redis = %where_, %error, ?delay, "waiting for Redis");
+                tokio::time::sleep(delay).await;
+            }
+        }
+    };
+    let position = info.last_generated;
+    tracing::info!(redis = %where_, stream = %keys.stream, %position, "connected to Redis");
+
+    let hub = Hub::starting_at(hub_config, position);
+    let status = ReaderStatus::new(position);
+    let reader = Reader {
+        client: client.clone(),
+        keys: keys.clone(),
+        config: config.clone(),
+        hub: Arc::downgrade(&hub),
+        status: status.clone(),
+        position,
+    };
+    let mut tasks = vec![tokio::spawn(reader.run()).abort_handle()];
+    if let Some(channel) = config.ingress_channel.clone() {
+        let ingress = Ingress {
+            client,
+            conn: conn.clone(),
+            keys: keys.clone(),
+            channel,
+            config: config.clone(),
+        };
+        tasks.push(tokio::spawn(ingress.run()).abort_handle());
+    }
+    let broker = RedisBroker {
+        conn,
+        keys,
+        stream_len: config.stream_len(),
+        command_timeout: config.command_timeout,
+        status,
+        tasks,
+    };
+    Ok(Herald::with_broker(hub, Arc::new(broker)))
+}
+
+async fn connect(
+    client: &Client,
+    config: &RedisConfig,
+    keys: &Keys,
+) -> Result<(ConnectionManager, StreamInfo), String> {
+    let manager_config = ConnectionManagerConfig::new()
+        .set_connection_timeout(config.connect_timeout)
+        .set_response_timeout(config.command_timeout)
+        .set_number_of_retries(1)
+        .set_max_delay(config.backoff_max.as_millis() as u64);
+    let mut conn = tokio::time::timeout(
+        config.connect_timeout + config.command_timeout,
+        ConnectionManager::new_with_config(client.clone(), manager_config),
+    )
+    .await
+    .map_err(|_| "connecting timed out".to_owned())?
+    .map_err(|e| e.to_string())?;
+    let reply: redis::RedisResult<Value> = redis::cmd("XINFO")
+        .arg("STREAM")
+        .arg(&keys.stream)
+        .query_async(&mut conn)
+        .await;
+    let info = match reply {
+        Ok(value) => StreamInfo::from_reply(&value)?,
+        Err(error) if is_no_such_key(&error) => StreamInfo::default(),
+        Err(error) => return Err(error.to_string()),
+    };
+    Ok((conn, info))
+}

@@ -1,0 +1,186 @@
+//! What `XINFO STREAM` says about the stream's ends, and how to tell from it that events a node
+//! still needed were trimmed away.
+//!
+//! Herald only removes entries by trimming the oldest (`MAXLEN ~`), so the stream always holds a
+//! contiguous tail of everything ever added. Every event after a position `p` is still there if
+//! nothing was ever trimmed (`entries-added == length`, Redis 7.0+), or if `p` is at or after
+//! the first retained entry. Otherwise something after `p` may be gone. (Trimming does not move
+//! `max-deleted-entry-id`, so that field cannot be used.) The one imprecision is on the safe side:
+//! a `p` that is exactly the last trimmed entry lost nothing but is reported as too old, so the
+//! client gets `herald.missed` and refetches; an event is never skipped silently.
+//!
+//! A position newer than anything the stream ever generated means Redis lost the stream
+//! (restarted without persistence): that counts as "not retained" too.
+//!
+//! That one test decides both "can this resume be served from Redis" and "did this node fall
+//! behind further than the stream reaches".
+
+use herald_core::EventId;
+use redis::Value;
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct StreamInfo {
+    /// The id of the newest entry ever added (0-0 for a stream that does not exist yet).
+    pub last_generated: EventId,
+    /// The oldest entry still in the stream (`None` if it is empty).
+    pub first_entry: Option<EventId>,
+    /// Entries ever added minus entries still there: how many were trimmed.
+    pub trimmed: u64,
+}
+
+impl StreamInfo {
+    /// Is every event after `position` still in the stream?
+    pub fn retains_everything_after(&self, position: EventId) -> bool {
+        if position > self.last_generated {
+            // Redis never generated this id: it lost the stream (restart without persistence,
+            // FLUSHALL), and whatever followed `position` before that is gone with it.
+            return false;
+        }
+        if self.trimmed == 0 {
+            return true;
+        }
+        match self.first_entry {
+            Some(first) => position >= first,
+            None => position >= self.last_generated,
+        }
+    }
+
+    /// The position from which a node that fell too far behind goes on: just before the oldest
+    /// retained entry (so that entry is the next one it reads).
+    pub fn resume_point(&self) -> EventId {
+        match self.first_entry {
+            Some(first) if first.seq > 0 => EventId::new(first.ms, first.seq - 1),
+            Some(first) => EventId::new(first.ms.saturating_sub(1), u64::MAX),
+            None => self.last_generated,
+        }
+    }
+
+    /// Reads the reply of `XINFO STREAM key`. A missing key (`ERR no such key`) is an empty
+    /// stream, which the caller maps to `Default`.
+    pub fn from_reply(reply: &Value) -> Result<Self, String> {
+        let pairs: Vec<(&Value, &Value)> = match reply {
+            Value::Map(pairs) => pairs.iter().map(|(k, v)| (k, v)).collect(),
+            Value::Array(items) => items
+                .chunks_exact(2)
+                .map(|pair| (&pair[0], &pair[1]))
+                .collect(),
+            other => return Err(format!("unexpected XINFO reply: {other:?}")),
+        };
+        let mut last_generated = None;
+        let mut first_entry = None;
+        let (mut length, mut added) = (None, None);
+        for (key, value) in pairs {
+            let Some(key) = text(key) else { continue };
+            match key.as_str() {
+                "last-generated-id" => last_generated = Some(stream_id(&key, value)?),
+                "first-entry" => {
+                    first_entry = match value {
+                        Value::Array(entry) => match entry.first() {
+                            Some(id) => Some(stream_id(&key, id)?),
+                            None => None,
+                        },
+                        _ => None,
+                    }
+                }
+                "length" => length = integer(value),
+                "entries-added" => added = integer(value),
+                _ => {}
+            }
+        }
+        let (Some(last_generated), Some(length), Some(added)) = (last_generated, length, added)
+        else {
+            return Err(
+                "XINFO reply lacks last-generated-id, length or entries-added (Redis 7.0+ needed)"
+                    .into(),
+            );
+        };
+        Ok(StreamInfo {
+            last_generated,
+            first_entry,
+            trimmed: added.saturating_sub(length),
+        })
+    }
+}
+
+fn stream_id(key: &str, value: &Value) -> Result<EventId, String> {
+    text(value)
+        .and_then(|t| t.parse::<EventId>().ok())
+        .ok_or_else(|| format!("XINFO {key} is not a stream id: {value:?}"))
+}
+
+fn integer(value: &Value) -> Option<u64> {
+    match value {
+        Value::Int(n) => u64::try_from(*n).ok(),
+        other => text(other).and_then(|t| t.parse().ok()),
+    }
+}
+
+fn text(value: &Value) -> Option<String> {
+    match value {
+        Value::BulkString(bytes) => String::from_utf8(bytes.clone()).ok(),
+        Value::SimpleString(text) => Some(text.clone()),
+        _ => None,
+    }
+}
+
+/// Is this error Redis saying the stream key does not exist yet?
+pub(crate) fn is_no_such_key(error: &redis::RedisError) -> bool {
+    error.to_string().contains("no such key")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bulk(s: &str) -> Value {
+        Value::BulkString(s.as_bytes().to_vec())
+    }
+
+    fn reply(length: i64, added: i64, first: Option<&str>) -> Value {
+        Value::Array(vec![
+            bulk("length"),
+            Value::Int(length),
+            bulk("last-generated-id"),
+            bulk("10-2"),
+            bulk("entries-added"),
+            Value::Int(added),
+            bulk("first-entry"),
+            match first {
+                Some(id) => Value::Array(vec![bulk(id), Value::Array(vec![])]),
+                None => Value::Nil,
+            },
+        ])
+    }
+
+    #[test]
+    fn untrimmed_stream_retains_everything() {
+        let info = StreamInfo::from_reply(&reply(3, 3, Some("8-0"))).unwrap();
+        assert_eq!(info.last_generated, EventId::new(10, 2));
+        assert_eq!(info.trimmed, 0);
+        assert!(info.retains_everything_after(EventId::new(1, 0)));
+    }
+
+    #[test]
+    fn trimmed_stream_retains_only_from_its_first_entry() {
+        let info = StreamInfo::from_reply(&reply(3, 9, Some("8-0"))).unwrap();
+        assert_eq!(info.first_entry, Some(EventId::new(8, 0)));
+        assert!(info.retains_everything_after(EventId::new(8, 0)));
+        assert!(info.retains_everything_after(EventId::new(9, 0)));
+        assert!(!info.retains_everything_after(EventId::new(7, 5)));
+        assert_eq!(info.resume_point(), EventId::new(7, u64::MAX));
+    }
+
+    #[test]
+    fn a_position_redis_never_generated_means_it_lost_the_stream() {
+        let info = StreamInfo::default();
+        assert!(info.retains_everything_after(EventId::default()));
+        assert!(!info.retains_everything_after(EventId::new(5, 0)));
+        assert_eq!(info.resume_point(), EventId::default());
+    }
+
+    #[test]
+    fn rejects_what_it_cannot_read() {
+        assert!(StreamInfo::from_reply(&Value::Int(1)).is_err());
+        assert!(StreamInfo::from_reply(&Value::Array(vec![])).is_err());
+    }
+}

@@ -30,9 +30,22 @@ struct EventsQuery {
 }
 
 impl EventsQuery {
-    fn parse(uri: &Uri) -> Self {
+    fn parse(uri: &Uri) -> Result<Self, ApiError> {
         let mut query = Self::default();
-        let Some(raw) = uri.query() else { return query };
+        let Some(raw) = uri.query() else {
+            return Ok(query);
+        };
+        // form_urlencoded would turn invalid UTF-8 into U+FFFD and carry on; a topic or token
+        // that is not what the client sent must be refused instead. (UTF-8 is
+        // self-synchronising, so the whole query decodes cleanly exactly when every part does.)
+        if percent_encoding::percent_decode_str(raw)
+            .decode_utf8()
+            .is_err()
+        {
+            return Err(ApiError::bad_request(
+                "the query string is not valid UTF-8 after percent-decoding",
+            ));
+        }
         for (key, value) in form_urlencoded::parse(raw.as_bytes()) {
             match &*key {
                 "access_token" => query.access_token = Some(value.into_owned()),
@@ -41,7 +54,7 @@ impl EventsQuery {
                 _ => {}
             }
         }
-        query
+        Ok(query)
     }
 }
 
@@ -93,7 +106,7 @@ pub async fn subscribe(
     headers: HeaderMap,
     uri: Uri,
 ) -> Result<Response, ApiError> {
-    let mut query = EventsQuery::parse(&uri);
+    let mut query = EventsQuery::parse(&uri)?;
     let token = subscriber_token(&headers, &mut query)?;
     let who = state.auth.subscriber(token.as_deref())?;
 

@@ -1,0 +1,189 @@
+//! Multi-node test harness: a private `redis-server` and Herald nodes that share it.
+//!
+//! Each test starts its own Redis on a free port with persistence off (never the machine's
+//! 6379), and Herald nodes as real processes (`common::Server`) with `--redis`. Waiting is on
+//! conditions polled against a deadline, never a fixed sleep.
+
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::common::{self, Server, Sse, WAIT};
+
+pub struct Redis {
+    child: Option<Child>,
+    pub port: u16,
+    dir: std::path::PathBuf,
+}
+
+impl Redis {
+    /// A fresh `redis-server` on a free loopback port, answering PING.
+    pub async fn start() -> Redis {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let dir =
+            std::env::temp_dir().join(format!("herald-redis-test-{port}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("redis dir");
+        let mut redis = Redis {
+            child: None,
+            port,
+            dir,
+        };
+        redis.spawn().await;
+        redis
+    }
+
+    async fn spawn(&mut self) {
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string()])
+            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(&self.dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server must be installed (scripts/test-all.sh installs it)");
+        self.child = Some(child);
+        let url = self.url();
+        eventually("redis-server answers PING", || {
+            let url = url.clone();
+            async move {
+                match connect(&url).await {
+                    Some(mut conn) => redis::cmd("PING")
+                        .query_async::<String>(&mut conn)
+                        .await
+                        .is_ok(),
+                    None => false,
+                }
+            }
+        })
+        .await;
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Stops the server abruptly (everything in it is lost: no persistence).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it again on the same port (empty).
+    pub async fn restart(&mut self) {
+        self.stop();
+        self.spawn().await;
+    }
+
+    pub async fn conn(&self) -> redis::aio::MultiplexedConnection {
+        connect(&self.url()).await.expect("connect to test redis")
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+async fn connect(url: &str) -> Option<redis::aio::MultiplexedConnection> {
+    let client = redis::Client::open(url).ok()?;
+    tokio::time::timeout(
+        Duration::from_secs(1),
+        client.get_multiplexed_async_connection(),
+    )
+    .await
+    .ok()?
+    .ok()
+}
+
+/// A Herald node on `redis`, with quick reconnects so fault tests run fast.
+pub fn node(redis: &Redis, extra: &[&str]) -> Server {
+    let url = redis.url();
+    let mut args = vec![
+        "--redis",
+        url.as_str(),
+        "--redis-backoff-max-ms",
+        "200",
+        "--redis-command-timeout-ms",
+        "1000",
+    ];
+    args.extend_from_slice(extra);
+    Server::start(&args)
+}
+
+/// Polls `condition` until it holds; panics with `what` after the harness's deadline.
+pub async fn eventually<F, Fut>(what: &str, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + WAIT;
+    while !condition().await {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// `/readyz` status of a node.
+pub async fn readyz(node: &Server) -> u16 {
+    common::get(&node.addr, "/readyz").await.status
+}
+
+/// The value of one Prometheus series (exact name including labels), 0 if absent.
+pub async fn metric(node: &Server, series: &str) -> f64 {
+    let text = common::get(&node.addr, "/metrics").await.body;
+    text.lines()
+        .find_map(|line| {
+            let (name, value) = line.rsplit_once(' ')?;
+            (name == series).then(|| value.parse().ok())?
+        })
+        .unwrap_or(0.0)
+}
+
+/// Sends SIGKILL: no shutdown, no goodbye to its streams.
+pub fn sigkill(node: &Server) {
+    let status = Command::new("kill")
+        .args(["-KILL", &node.pid().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+}
+
+/// Opens a stream for `user` (optionally resuming) and asserts it was accepted.
+pub async fn open(node: &Server, token: &str, query: &str, last_event_id: Option<&str>) -> Sse {
+    let sse = Sse::open(
+        &node.addr,
+        common::Open {
+            token: Some(token),
+            query,
+            last_event_id,
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(sse.status, 200, "stream refused: {}", sse.raw_text());
+    sse
+}
+
+/// Reads events until one named `last`; returns (name, id, data) of each, `last` included.
+pub async fn events_until(sse: &mut Sse, last: &str) -> Vec<(String, String, String)> {
+    let mut seen = Vec::new();
+    loop {
+        let event = sse.next_event().await;
+        let done = event.event_type == last;
+        seen.push((event.event_type, event.last_event_id, event.data));
+        if done {
+            return seen;
+        }
+    }
+}

@@ -37,6 +37,7 @@ export class Hub {
   constructor(
     readonly port: number,
     private readonly corsOrigin: string,
+    private readonly extraArgs: string[] = [],
   ) {
     this.url = `http://127.0.0.1:${port}`;
   }
@@ -53,6 +54,7 @@ export class Hub {
         '--cors-origin', this.corsOrigin,
         '--retry-ms', '300',
         '--heartbeat', '5',
+        ...this.extraArgs,
       ],
       { stdio: ['ignore', 'pipe', 'pipe'] },
     );

@@ -29,6 +29,8 @@ need_js=()
 command -v node >/dev/null || need_js+=(nodejs)
 command -v npm >/dev/null || need_js+=(npm)
 [ -x /usr/bin/chromium ] || need_js+=(chromium)
+# Redis for the Redis-mode browser test (a private redis-server on a free port).
+command -v redis-server >/dev/null || need_js+=(redis-server)
 if [ ${#need_js[@]} -gt 0 ]; then
   echo "==> installing ${need_js[*]}"
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_js[@]}" >/dev/null

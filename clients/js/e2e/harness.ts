@@ -1,7 +1,9 @@
 /** Real processes and sockets for the browser tests: the hub, a static server, a TCP proxy. */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createHmac } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { createServer, type Server } from 'node:http';
 import { createServer as createTcpServer, connect, type AddressInfo, type Socket } from 'node:net';
 import { fileURLToPath } from 'node:url';
@@ -182,4 +184,58 @@ export async function until<T>(fn: () => Promise<T> | T, ok: (v: T) => boolean, 
     last = await fn();
   }
   return last;
+}
+
+/** A private redis-server on a free loopback port, persistence off. */
+export class Redis {
+  private child: ChildProcess | undefined;
+  port = 0;
+
+  static available(): boolean {
+    try {
+      return spawnSync('redis-server', ['--version']).status === 0;
+    } catch {
+      return false;
+    }
+  }
+
+  get url(): string {
+    return `redis://127.0.0.1:${this.port}`;
+  }
+
+  async start(): Promise<void> {
+    this.port = await freePort();
+    const dir = mkdtempSync(join(tmpdir(), 'herald-js-redis-'));
+    this.child = spawn(
+      'redis-server',
+      ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir],
+      { stdio: 'ignore' },
+    );
+    const deadline = Date.now() + 10_000;
+    for (;;) {
+      if (await this.ping()) return;
+      if (Date.now() > deadline) throw new Error('redis-server did not start');
+      await sleep(50);
+    }
+  }
+
+  private ping(): Promise<boolean> {
+    return new Promise((resolve) => {
+      const socket = connect(this.port, '127.0.0.1');
+      socket.once('error', () => resolve(false));
+      socket.once('connect', () => socket.write('PING\r\n'));
+      socket.once('data', (d) => {
+        socket.destroy();
+        resolve(d.toString().startsWith('+PONG'));
+      });
+    });
+  }
+
+  async stop(): Promise<void> {
+    const child = this.child;
+    if (!child || child.exitCode !== null) return;
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    child.kill('SIGKILL');
+    await exited;
+  }
 }

@@ -18,19 +18,19 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use herald_core::{unix_us, Broker, BrokerError, EventId, HubEvent, Publication};
-use redis::aio::ConnectionManager;
 use redis::streams::StreamRangeReply;
-use redis::Value;
+use redis::{FromRedisValue, Value};
 use tokio::task::AbortHandle;
 
 use crate::entry;
 use crate::keys::Keys;
 use crate::metrics as m;
 use crate::reader::ReaderStatus;
+use crate::shared_connection::SharedConnection;
 use crate::stream_info::{is_no_such_key, StreamInfo};
 
 pub struct RedisBroker {
-    pub(crate) conn: ConnectionManager,
+    pub(crate) conn: Arc<SharedConnection>,
     pub(crate) keys: Keys,
     pub(crate) stream_len: usize,
     pub(crate) command_timeout: Duration,
@@ -47,30 +47,50 @@ impl Drop for RedisBroker {
     }
 }
 
+/// What [`RedisBroker::query`] sends.
+enum Query<'a> {
+    Cmd(&'a redis::Cmd),
+    Pipe(&'a redis::Pipeline),
+}
+
 fn unavailable(error: impl std::fmt::Display) -> BrokerError {
-    BrokerError(format!("Redis is unavailable: {error}"))
+    BrokerError(format!("Redis: {error}"))
 }
 
 impl RedisBroker {
-    /// Runs `f` on a clone of the shared connection, bounded by the command timeout.
-    async fn bounded<T>(
+    /// Runs a command or pipeline on the shared connection, bounded by the command timeout.
+    /// The outer error means Redis could not be reached or did not answer in time; the inner
+    /// one is what Redis answered.
+    async fn query<T: FromRedisValue>(
         &self,
-        f: impl std::future::Future<Output = redis::RedisResult<T>>,
+        query: Query<'_>,
     ) -> Result<redis::RedisResult<T>, BrokerError> {
-        tokio::time::timeout(self.command_timeout, f)
-            .await
-            .map_err(|_| unavailable("no answer within the command timeout"))
+        let attempt = async {
+            let mut conn = self.conn.get().await?;
+            match query {
+                Query::Cmd(cmd) => cmd.query_async(&mut conn).await,
+                Query::Pipe(pipe) => pipe.query_async(&mut conn).await,
+            }
+        };
+        match tokio::time::timeout(self.command_timeout, attempt).await {
+            Ok(Ok(value)) => Ok(Ok(value)),
+            Ok(Err(error)) if error.kind() == redis::ErrorKind::ResponseError => Ok(Err(error)),
+            Ok(Err(error)) => {
+                self.conn.failed(&error).await;
+                Err(unavailable(error))
+            }
+            Err(_) => {
+                self.conn.reset().await;
+                Err(unavailable("no answer within the command timeout"))
+            }
+        }
     }
 
     async fn stream_info(&self) -> Result<StreamInfo, BrokerError> {
-        let mut conn = self.conn.clone();
         let reply: redis::RedisResult<Value> = self
-            .bounded(
-                redis::cmd("XINFO")
-                    .arg("STREAM")
-                    .arg(&self.keys.stream)
-                    .query_async(&mut conn),
-            )
+            .query(Query::Cmd(
+                redis::cmd("XINFO").arg("STREAM").arg(&self.keys.stream),
+            ))
             .await?;
         match reply {
             Ok(value) => StreamInfo::from_reply(&value).map_err(BrokerError),
@@ -83,6 +103,12 @@ impl RedisBroker {
 #[async_trait]
 impl Broker for RedisBroker {
     async fn publish(&self, batch: &[Publication]) -> Result<Vec<EventId>, BrokerError> {
+        if !self.status.is_connected() {
+            // Consistent with /readyz: refuse rather than accept what may not be delivered soon.
+            return Err(unavailable(
+                "this node is not connected to the event stream",
+            ));
+        }
         let accepted_us = unix_us();
         let mut pipe = redis::pipe();
         pipe.atomic();
@@ -96,11 +122,7 @@ impl Broker for RedisBroker {
                 .arg(entry::FIELD)
                 .arg(entry::encode(publication, accepted_us));
         }
-        let mut conn = self.conn.clone();
-        let ids: Vec<String> = self
-            .bounded(pipe.query_async(&mut conn))
-            .await?
-            .map_err(unavailable)?;
+        let ids: Vec<String> = self.query(Query::Pipe(&pipe)).await?.map_err(unavailable)?;
         ids.iter()
             .map(|id| {
                 id.parse::<EventId>()
@@ -114,21 +136,17 @@ impl Broker for RedisBroker {
         after: EventId,
         upto: EventId,
     ) -> Result<Option<Vec<Arc<HubEvent>>>, BrokerError> {
-        let mut conn = self.conn.clone();
-        let result: redis::RedisResult<(Value, StreamRangeReply)> = self
-            .bounded(
-                redis::pipe()
-                    .atomic()
-                    .cmd("XINFO")
-                    .arg("STREAM")
-                    .arg(&self.keys.stream)
-                    .cmd("XRANGE")
-                    .arg(&self.keys.stream)
-                    .arg(format!("({after}"))
-                    .arg(upto.to_string())
-                    .query_async(&mut conn),
-            )
-            .await?;
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .cmd("XINFO")
+            .arg("STREAM")
+            .arg(&self.keys.stream)
+            .cmd("XRANGE")
+            .arg(&self.keys.stream)
+            .arg(format!("({after}"))
+            .arg(upto.to_string());
+        let result: redis::RedisResult<(Value, StreamRangeReply)> =
+            self.query(Query::Pipe(&pipe)).await?;
         let (info, range) = match result {
             Ok(reply) => reply,
             Err(error) if is_no_such_key(&error) => return Ok(None),

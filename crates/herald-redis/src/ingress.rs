@@ -25,11 +25,11 @@
 //! message k, which by then is in the stream whichever node appended it.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use herald_core::unix_us;
-use redis::aio::ConnectionManager;
 use redis::{Client, Script};
 use sha2::{Digest, Sha256};
 
@@ -37,6 +37,7 @@ use crate::backoff::Backoff;
 use crate::config::RedisConfig;
 use crate::keys::Keys;
 use crate::metrics as m;
+use crate::shared_connection::SharedConnection;
 use crate::{entry, seed_message};
 
 const APPEND_ONCE: &str = r"
@@ -82,7 +83,7 @@ impl Occurrences {
 
 pub(crate) struct Ingress {
     pub client: Client,
-    pub conn: ConnectionManager,
+    pub conn: Arc<SharedConnection>,
     pub keys: Keys,
     pub channel: String,
     pub config: RedisConfig,
@@ -151,19 +152,21 @@ impl Ingress {
             .arg(self.config.stream_len())
             .arg(entry::FIELD)
             .arg(entry::encode(&publication, unix_us()));
-        let result = tokio::time::timeout(
-            self.config.command_timeout,
-            invocation.invoke_async::<Option<String>>(&mut self.conn),
-        )
-        .await;
+        let attempt = async {
+            let mut conn = self.conn.get().await?;
+            invocation.invoke_async::<Option<String>>(&mut conn).await
+        };
+        let result = tokio::time::timeout(self.config.command_timeout, attempt).await;
         let outcome = match result {
             Ok(Ok(Some(_id))) => m::INGRESS_PUBLISHED,
             Ok(Ok(None)) => m::INGRESS_DUPLICATE,
             Ok(Err(error)) => {
+                self.conn.failed(&error).await;
                 tracing::warn!(%error, "could not append an ingress message");
                 m::INGRESS_FAILED
             }
             Err(_) => {
+                self.conn.reset().await;
                 tracing::warn!("appending an ingress message timed out");
                 m::INGRESS_FAILED
             }

@@ -26,6 +26,7 @@ pub mod keys;
 pub mod metrics;
 pub mod reader;
 mod seed_message;
+mod shared_connection;
 mod start;
 mod stream_info;
 

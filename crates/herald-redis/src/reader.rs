@@ -28,6 +28,7 @@ use crate::config::RedisConfig;
 use crate::entry;
 use crate::keys::Keys;
 use crate::metrics as m;
+use crate::shared_connection::SharedConnection;
 use crate::stream_info::{is_no_such_key, StreamInfo};
 
 /// Entries read per round. Must not exceed the stream's minimum length (see the module docs).
@@ -84,6 +85,8 @@ pub(crate) struct Reader {
     pub config: RedisConfig,
     pub hub: Weak<Hub>,
     pub status: Arc<ReaderStatus>,
+    /// Reset when the reader's connection breaks (see [`SharedConnection`]).
+    pub shared: Arc<SharedConnection>,
     /// The id of the last event dispatched; reading continues after it.
     pub position: EventId,
 }
@@ -107,6 +110,7 @@ impl Reader {
                 }
                 Err(error) => ReadError::Redis(error),
             };
+            self.shared.reset().await;
             if self.status.connected.swap(false, Ordering::Relaxed) {
                 tracing::warn!(%error, position = %self.position, "lost the Redis stream; reconnecting");
             } else {

@@ -3,7 +3,6 @@
 use std::sync::Arc;
 
 use herald_core::{Herald, Hub, HubConfig};
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Client, Value};
 
 use crate::backoff::Backoff;
@@ -12,6 +11,7 @@ use crate::config::RedisConfig;
 use crate::ingress::Ingress;
 use crate::keys::Keys;
 use crate::reader::{Reader, ReaderStatus};
+use crate::shared_connection::SharedConnection;
 use crate::stream_info::{is_no_such_key, StreamInfo};
 
 #[derive(Debug, thiserror::Error)]
@@ -43,8 +43,9 @@ pub async fn start(config: RedisConfig, hub_config: HubConfig) -> Result<Herald,
     let keys = Keys::new(&config.key_prefix);
     let where_ = describe_url(&config);
     let mut backoff = Backoff::new(config.backoff_min, config.backoff_max);
-    let (conn, info) = loop {
-        match connect(&client, &config, &keys).await {
+    let conn = Arc::new(SharedConnection::new(client.clone(), &config));
+    let info = loop {
+        match stream_info(&conn, &config, &keys).await {
             Ok(connected) => break connected,
             Err(error) => {
                 let delay = backoff.next_delay();
@@ -64,6 +65,7 @@ pub async fn start(config: RedisConfig, hub_config: HubConfig) -> Result<Herald,
         config: config.clone(),
         hub: Arc::downgrade(&hub),
         status: status.clone(),
+        shared: conn.clone(),
         position,
     };
     let mut tasks = vec![tokio::spawn(reader.run()).abort_handle()];
@@ -88,32 +90,29 @@ pub async fn start(config: RedisConfig, hub_config: HubConfig) -> Result<Herald,
     Ok(Herald::with_broker(hub, Arc::new(broker)))
 }
 
-async fn connect(
-    client: &Client,
+/// Where the stream stands now (an empty stream if it does not exist yet).
+async fn stream_info(
+    conn: &SharedConnection,
     config: &RedisConfig,
     keys: &Keys,
-) -> Result<(ConnectionManager, StreamInfo), String> {
-    let manager_config = ConnectionManagerConfig::new()
-        .set_connection_timeout(config.connect_timeout)
-        .set_response_timeout(config.command_timeout)
-        .set_number_of_retries(1)
-        .set_max_delay(config.backoff_max.as_millis() as u64);
-    let mut conn = tokio::time::timeout(
-        config.connect_timeout + config.command_timeout,
-        ConnectionManager::new_with_config(client.clone(), manager_config),
-    )
-    .await
-    .map_err(|_| "connecting timed out".to_owned())?
-    .map_err(|e| e.to_string())?;
-    let reply: redis::RedisResult<Value> = redis::cmd("XINFO")
-        .arg("STREAM")
-        .arg(&keys.stream)
-        .query_async(&mut conn)
-        .await;
-    let info = match reply {
-        Ok(value) => StreamInfo::from_reply(&value)?,
-        Err(error) if is_no_such_key(&error) => StreamInfo::default(),
-        Err(error) => return Err(error.to_string()),
+) -> Result<StreamInfo, String> {
+    let attempt = async {
+        let mut conn = conn.get().await?;
+        redis::cmd("XINFO")
+            .arg("STREAM")
+            .arg(&keys.stream)
+            .query_async::<Value>(&mut conn)
+            .await
     };
-    Ok((conn, info))
+    let reply = tokio::time::timeout(config.connect_timeout + config.command_timeout, attempt)
+        .await
+        .map_err(|_| "no answer in time".to_owned())?;
+    match reply {
+        Ok(value) => StreamInfo::from_reply(&value),
+        Err(error) if is_no_such_key(&error) => Ok(StreamInfo::default()),
+        Err(error) => {
+            conn.failed(&error).await;
+            Err(error.to_string())
+        }
+    }
 }

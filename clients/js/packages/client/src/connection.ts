@@ -170,6 +170,8 @@ export class Connection {
       this.abort = controller;
       // A fresh stream: drop any half-received block of the previous one (keeps the position).
       this.parser.finish();
+      // A reconnectNow() that woke us from a backoff wait is served by this very attempt.
+      this.immediate = false;
       const outcome = await this.connectOnce(controller.signal);
       if (this.abort === controller) this.abort = undefined;
       if (!this.live(gen)) break;
@@ -240,6 +242,7 @@ export class Connection {
 
   private fail(error: HeraldError): void {
     this.running = false;
+    globalEvents()?.removeEventListener('online', this.onOnline);
     this.clearRefresh();
     this.status('closed', error);
   }

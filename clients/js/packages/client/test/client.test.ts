@@ -444,3 +444,28 @@ describe('parser limits', () => {
     expect(server.requests[1]!.headers['last-event-id']).toBe('1');
   });
 });
+
+describe('reconnect() during a backoff wait', () => {
+  it('connects at once, and the next drop backs off normally', async () => {
+    server = await new SseServer().start();
+    server.setHandler((req, res, index) => {
+      if (index === 0) res.writeHead(502).end();
+      else {
+        SseServer.accept(res, 'retry: 5000\n\n');
+        server.track(res);
+      }
+    });
+    const delays: number[] = [];
+    const client = make({ url: server.url, random: () => 1, backoff: { initialDelayMs: 10_000, maxDelayMs: 60_000 } });
+    client.onStateChange((s) => {
+      if (s.state === 'reconnecting' && s.retryInMs !== undefined) delays.push(s.retryInMs);
+    });
+    await waitFor(() => delays.length === 1);
+    client.reconnect();
+    await waitFor(() => client.state === 'open', 2000, 'reconnected at once');
+    server.endAll();
+    await waitFor(() => delays.length === 2);
+    // The drop after the manual reconnect waits the hub's retry hint, not zero.
+    expect(delays).toEqual([10_000, 5000]);
+  });
+});

@@ -196,9 +196,14 @@ export class CrossTab {
     const timeout = this.options.leaderTimeoutMs ?? 3000;
     // Give a current leader one election window to answer our hello before claiming.
     this.lastLeaderSeen = Date.now() - timeout + (this.options.electionMs ?? 250);
+    let lastBeat = 0;
     this.timer = setInterval(() => {
-      if (this.leader) this.post({ t: 'hb', from: this.id });
-      else if (!this.candidates && Date.now() - this.lastLeaderSeen > timeout) this.elect();
+      if (this.leader) {
+        if (Date.now() - lastBeat >= heartbeat - 5) {
+          lastBeat = Date.now();
+          this.post({ t: 'hb', from: this.id });
+        }
+      } else if (!this.candidates && Date.now() - this.lastLeaderSeen > timeout) this.elect();
     }, Math.min(heartbeat, this.options.electionMs ?? 250));
   }
 

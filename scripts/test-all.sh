@@ -48,3 +48,16 @@ cargo build --release -p herald --quiet
 echo "==> browser tests of the developer console (headless Chromium)"
 cargo build -p herald --quiet
 (cd tests/browser && npm ci --no-audit --no-fund --silent && npm test)
+
+echo "==> behavioural tests again, every server on the Redis broker"
+# The same subscribe/publish/resume/... tests, with HERALD_TEST_REDIS making each test server
+# run with --redis (its own key prefix) on a private redis-server reached over a Unix socket.
+redis_dir=$(mktemp -d)
+redis-server --port 0 --unixsocket "$redis_dir/redis.sock" --save "" --appendonly no \
+  --dir "$redis_dir" >/dev/null &
+redis_pid=$!
+trap 'kill "$redis_pid" 2>/dev/null || true; rm -rf "$redis_dir"' EXIT
+for _ in $(seq 100); do [ -S "$redis_dir/redis.sock" ] && break; sleep 0.1; done
+HERALD_TEST_REDIS="redis+unix://$redis_dir/redis.sock" cargo test -p herald --quiet \
+  --test subscribe --test publish --test resume --test ops --test lifecycle --test limits \
+  --test http2 --test hostile --test client --test cli

@@ -7,7 +7,9 @@
 //!   in the same order.
 //! * `history` serves resume points older than the node's in-memory window with `XRANGE`,
 //!   checked in the same transaction against the stream's first entry so a trimmed range is
-//!   reported (the client gets `herald.missed`) instead of replayed with a hole.
+//!   reported (the client gets `herald.missed`) instead of replayed with a hole. Resume reaches
+//!   back exactly `--history` events, as on the embedded broker, even though the stream keeps at
+//!   least [`MIN_STREAM_LEN`](crate::config::MIN_STREAM_LEN) as a buffer for lagging nodes.
 //! * `catch_up_to` lets a client resume here with an id it just got from another node.
 //!
 //! Every command is bounded by the configured timeout: while Redis is unreachable, publishers
@@ -33,6 +35,8 @@ pub struct RedisBroker {
     pub(crate) conn: Arc<SharedConnection>,
     pub(crate) keys: Keys,
     pub(crate) stream_len: usize,
+    /// Resume reaches back this many events (`--history`), like the embedded broker.
+    pub(crate) history: usize,
     pub(crate) command_timeout: Duration,
     pub(crate) status: Arc<ReaderStatus>,
     /// The reader and ingress tasks; they end with the broker.
@@ -144,7 +148,9 @@ impl Broker for RedisBroker {
             .cmd("XRANGE")
             .arg(&self.keys.stream)
             .arg(format!("({after}"))
-            .arg(upto.to_string());
+            .arg("+")
+            .arg("COUNT")
+            .arg(self.history + 1);
         let result: redis::RedisResult<(Value, StreamRangeReply)> =
             self.query(Query::Pipe(&pipe)).await?;
         let (info, range) = match result {
@@ -153,11 +159,15 @@ impl Broker for RedisBroker {
             Err(error) => return Err(unavailable(error)),
         };
         let info = StreamInfo::from_reply(&info).map_err(BrokerError)?;
-        if !info.retains_everything_after(after) {
+        if !info.retains_everything_after(after) || range.ids.len() > self.history {
+            // Trimmed away, or more than --history events ago.
             return Ok(None);
         }
         let mut events = Vec::with_capacity(range.ids.len());
         for entry in range.ids {
+            if entry.id.parse::<EventId>().is_ok_and(|id| id > upto) {
+                break;
+            }
             match entry::decode(&entry.id, &entry.map) {
                 Ok(event) => events.push(Arc::new(event)),
                 Err(error) => {

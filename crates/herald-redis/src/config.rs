@@ -11,7 +11,8 @@ pub struct RedisConfig {
     pub key_prefix: String,
     /// Pub/Sub channel of seed-format ingress; `None` disables it.
     pub ingress_channel: Option<String>,
-    /// Events kept in the stream for resume (`MAXLEN ~`); at least [`MIN_STREAM_LEN`].
+    /// Events a client can resume across (`--history`). The stream keeps at least this many
+    /// (`MAXLEN ~`), and never fewer than [`MIN_STREAM_LEN`].
     pub history: usize,
     /// Bound on establishing a connection.
     pub connect_timeout: Duration,

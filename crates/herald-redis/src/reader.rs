@@ -13,7 +13,6 @@
 //! silent hole. Between those points the check is not needed: trimming keeps the newest
 //! `MAXLEN` entries, so a reader that is less than a batch behind cannot lose any.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -39,7 +38,7 @@ const BLOCK: Duration = Duration::from_secs(5);
 /// What the reader tells the rest of the node.
 pub struct ReaderStatus {
     /// The reader's connection works and it has checked its position: `/readyz`.
-    connected: AtomicBool,
+    connected: watch::Sender<bool>,
     /// The id of the last event handed to the hub.
     dispatched: watch::Sender<EventId>,
 }
@@ -47,13 +46,21 @@ pub struct ReaderStatus {
 impl ReaderStatus {
     pub(crate) fn new(position: EventId) -> Arc<Self> {
         Arc::new(Self {
-            connected: AtomicBool::new(false),
+            connected: watch::Sender::new(false),
             dispatched: watch::Sender::new(position),
         })
     }
 
     pub fn is_connected(&self) -> bool {
-        self.connected.load(Ordering::Relaxed)
+        *self.connected.borrow()
+    }
+
+    /// Waits until the reader is connected, at most `timeout`.
+    pub(crate) async fn connected_within(&self, timeout: Duration) -> bool {
+        let mut rx = self.connected.subscribe();
+        tokio::time::timeout(timeout, rx.wait_for(|connected| *connected))
+            .await
+            .is_ok_and(|r| r.is_ok())
     }
 
     /// Has the reader dispatched `id` (or later)?
@@ -111,7 +118,7 @@ impl Reader {
                 Err(error) => ReadError::Redis(error),
             };
             self.shared.reset().await;
-            if self.status.connected.swap(false, Ordering::Relaxed) {
+            if self.status.connected.send_replace(false) {
                 tracing::warn!(%error, position = %self.position, "lost the Redis stream; reconnecting");
             } else {
                 tracing::debug!(%error, "cannot reach Redis yet");
@@ -139,7 +146,7 @@ impl Reader {
         loop {
             let entries = if check {
                 let entries = self.checked_read(conn).await?;
-                self.status.connected.store(true, Ordering::Relaxed);
+                self.status.connected.send_replace(true);
                 backoff.reset();
                 entries
             } else {

@@ -79,10 +79,18 @@ pub async fn start(config: RedisConfig, hub_config: HubConfig) -> Result<Herald,
         };
         tasks.push(tokio::spawn(ingress.run()).abort_handle());
     }
+    // Report ready from the start when Redis is fine: the reader's first check is a round trip.
+    if !status
+        .connected_within(config.connect_timeout + config.command_timeout)
+        .await
+    {
+        tracing::warn!(redis = %where_, "the stream reader is not connected yet; not ready");
+    }
     let broker = RedisBroker {
         conn,
         keys,
         stream_len: config.stream_len(),
+        history: config.history,
         command_timeout: config.command_timeout,
         status,
         tasks,

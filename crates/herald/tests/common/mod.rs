@@ -37,8 +37,14 @@ pub struct Server {
 
 impl Server {
     /// `herald serve` with a known secret and publish key, plus `extra` flags.
+    ///
+    /// With `HERALD_TEST_REDIS=<url>` in the environment the server runs on the Redis broker
+    /// (its own key prefix, no ingress), so the same behavioural tests check both brokers;
+    /// `scripts/test-all.sh` runs them that way too.
     pub fn start(extra: &[&str]) -> Self {
         let mut args = vec!["--jwt-secret", SECRET, "--publish-key", KEY];
+        let redis = redis_broker_args();
+        args.extend(redis.iter().map(String::as_str));
         args.extend_from_slice(extra);
         Self::start_raw(&args, &[])
     }
@@ -143,6 +149,27 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// The Redis URL the behavioural tests run against, if any (`HERALD_TEST_REDIS`).
+pub fn test_redis() -> Option<String> {
+    std::env::var("HERALD_TEST_REDIS")
+        .ok()
+        .filter(|url| !url.is_empty())
+}
+
+fn redis_broker_args() -> Vec<String> {
+    match test_redis() {
+        Some(url) => vec![
+            "--redis".into(),
+            url,
+            "--redis-prefix".into(),
+            format!("test-{:016x}", rand::random::<u64>()),
+            "--redis-channel".into(),
+            String::new(),
+        ],
+        None => Vec::new(),
     }
 }
 

@@ -21,8 +21,11 @@ cargo fmt --all -- --check
 echo "==> cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 
-echo "==> cargo test (unit, property, integration over real sockets)"
+echo "==> cargo test (unit, property, integration over real sockets, 30 s soak)"
 cargo test --workspace --quiet
+
+echo "==> fuzzing: each cargo-fuzz target for a bounded time"
+FUZZ_SECONDS="${FUZZ_SECONDS:-45}" bash scripts/fuzz.sh
 
 echo "==> JS client and React hooks (clients/js): build, type tests, unit tests, browser e2e"
 # Node and npm (the Debian packages if the machine has none), headless Chromium for the

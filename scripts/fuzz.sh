@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Runs every cargo-fuzz target for a bounded time (default 45 s each; FUZZ_SECONDS=N to change).
+# Any crash fails the run and leaves the input in fuzz/artifacts/<target>/; turn it into a
+# regression test (a unit test feeding those bytes) before fixing.
+#
+# cargo fuzz needs nightly-only compiler flags (sanitizers); this machine has one stable
+# toolchain, so RUSTC_BOOTSTRAP=1 unlocks them for the fuzz build only.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+seconds="${FUZZ_SECONDS:-45}"
+command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked --quiet
+export RUSTC_BOOTSTRAP=1
+for target in parser roundtrip publish_body; do
+  echo "==> fuzz $target for ${seconds}s"
+  # Fuzz into a scratch corpus seeded from the committed one, so CI runs leave the tree clean.
+  scratch="$(mktemp -d)"
+  cp -r "fuzz/corpus/$target/." "$scratch/" 2>/dev/null || true
+  log="$scratch.log"
+  if ! cargo fuzz run --fuzz-dir fuzz "$target" "$scratch" -- \
+      -max_total_time="$seconds" -max_len=4096 >"$log" 2>&1; then
+    tail -40 "$log"
+    echo "fuzz target $target failed: the input is in fuzz/artifacts/$target/"
+    exit 1
+  fi
+  grep -E "^Done [0-9]+ runs" "$log" || tail -3 "$log"
+  rm -f "$log"
+  rm -rf "$scratch"
+done

@@ -158,7 +158,7 @@ async fn churn_publishing_and_stalled_clients_lose_nothing_and_leak_nothing() {
             .collect();
         publish(&addr, json!(batch)).await;
         last_sent.store(seq, Ordering::SeqCst);
-        if seq % 5 == 0 {
+        if seq.is_multiple_of(5) {
             let users: Vec<String> = (0..STALLED).map(|n| format!("stalled{n}")).collect();
             publish(&addr, json!({"users": users, "event": "big", "data": big})).await;
         }

@@ -23,6 +23,7 @@ mod id;
 mod inspect;
 mod memory;
 pub mod metrics;
+mod progress;
 mod publication;
 mod registry;
 pub mod topic;
@@ -35,6 +36,7 @@ pub use hub::{Hub, HubConfig, HubStats, SubscribeError, SubscribeRequest, MISSED
 pub use id::{unix_ms, unix_us, EventId, InvalidEventId};
 pub use inspect::HubSnapshot;
 pub use memory::MemoryBroker;
+pub use progress::{JobProgress, JobStatus, Progress, PROGRESS_EVENT};
 pub use publication::{
     compact_json, json_payload, validate_user, Publication, PublicationError, MAX_USER_LEN,
     RESERVED_EVENT_PREFIX,

@@ -73,18 +73,16 @@ impl HubEvent {
     /// The publication must have passed [`Publication::validate`]; an event name that would make
     /// the encoder fail is replaced by no name rather than panicking (it cannot happen in practice).
     pub fn new(id: EventId, publication: &Publication, published_us: u64) -> Self {
-        let id_text = id.to_string();
-        let mut event = herald_proto::Event::new(publication.data.as_str()).id(id_text.as_str());
-        if let Some(name) = &publication.event {
-            event = event.event(name.as_str());
-        }
-        if let Some(retry) = publication.retry {
-            event = event.retry(retry);
-        }
-        let mut bytes = Vec::with_capacity(publication.data.len() + 64);
+        let id_text = id.text();
+        let mut event = herald_proto::EventRef {
+            event: publication.event.as_deref(),
+            data: &publication.data,
+            id: Some(&id_text),
+            retry: publication.retry,
+        };
+        let mut bytes = Vec::with_capacity(event.size_hint());
         if event.encode_into(&mut bytes).is_err() {
             event.event = None;
-            bytes.clear();
             let _ = event.encode_into(&mut bytes);
         }
         Self {

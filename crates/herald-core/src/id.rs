@@ -37,9 +37,53 @@ impl EventId {
     }
 }
 
+impl EventId {
+    /// The id as text in a stack buffer: `"<ms>-<seq>"` without going through `fmt`, which
+    /// matters on the publish path (every event's id is written into its frame).
+    pub fn text(self) -> IdText {
+        let mut text = IdText {
+            bytes: [0; ID_TEXT_MAX],
+            len: 0,
+        };
+        text.push_decimal(self.ms);
+        text.bytes[text.len] = b'-';
+        text.len += 1;
+        text.push_decimal(self.seq);
+        text
+    }
+}
+
+/// Longest id text: two 20-digit numbers and a dash.
+const ID_TEXT_MAX: usize = 41;
+
+/// An [`EventId`] written out; dereferences to `&str`.
+#[derive(Clone, Copy)]
+pub struct IdText {
+    bytes: [u8; ID_TEXT_MAX],
+    len: usize,
+}
+
+impl IdText {
+    fn push_decimal(&mut self, n: u64) {
+        let mut buffer = itoa::Buffer::new();
+        let digits = buffer.format(n).as_bytes();
+        self.bytes[self.len..self.len + digits.len()].copy_from_slice(digits);
+        self.len += digits.len();
+    }
+}
+
+impl std::ops::Deref for IdText {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        // Only ASCII digits and '-' are ever written.
+        std::str::from_utf8(&self.bytes[..self.len]).unwrap_or_default()
+    }
+}
+
 impl fmt::Display for EventId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}-{}", self.ms, self.seq)
+        f.write_str(&self.text())
     }
 }
 
@@ -82,6 +126,15 @@ pub fn unix_us() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn text_matches_the_formatted_id() {
+        for (ms, seq) in [(0, 0), (9, 10), (1_732_460_000_123, 7), (u64::MAX, u64::MAX)] {
+            let id = EventId::new(ms, seq);
+            assert_eq!(&*id.text(), format!("{ms}-{seq}"));
+            assert_eq!(id.to_string().parse::<EventId>(), Ok(id));
+        }
+    }
 
     #[test]
     fn display_and_parse_round_trip() {

@@ -124,28 +124,33 @@ pub fn json_payload(data: &serde_json::value::RawValue) -> Result<String, serde_
 }
 
 /// Removes whitespace outside strings from already-valid JSON.
+///
+/// Works on bytes: every byte it looks at (quotes, backslashes, whitespace) is ASCII, and UTF-8
+/// never uses ASCII bytes inside a multi-byte character, so keeping all other bytes keeps the
+/// text valid UTF-8.
 pub fn compact_json(raw: &str) -> String {
-    let mut out = String::with_capacity(raw.len());
+    let bytes = raw.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
     let mut in_string = false;
     let mut escaped = false;
-    for c in raw.chars() {
+    for &b in bytes {
         if in_string {
-            out.push(c);
             if escaped {
                 escaped = false;
-            } else if c == '\\' {
+            } else if b == b'\\' {
                 escaped = true;
-            } else if c == '"' {
+            } else if b == b'"' {
                 in_string = false;
             }
-        } else if c == '"' {
+            out.push(b);
+        } else if b == b'"' {
             in_string = true;
-            out.push(c);
-        } else if !matches!(c, ' ' | '\t' | '\n' | '\r') {
-            out.push(c);
+            out.push(b);
+        } else if !matches!(b, b' ' | b'\t' | b'\n' | b'\r') {
+            out.push(b);
         }
     }
-    out
+    String::from_utf8(out).unwrap_or_else(|_| raw.to_owned())
 }
 
 #[cfg(test)]

@@ -98,25 +98,65 @@ impl Event {
         for comment in &self.comments {
             write_comment(out, comment);
         }
-        if let Some(name) = &self.event {
+        self.as_ref().encode_into(out)
+    }
+
+    /// The event's fields borrowed (comments are not part of [`EventRef`]).
+    pub fn as_ref(&self) -> EventRef<'_> {
+        EventRef {
+            event: self.event.as_deref(),
+            data: &self.data,
+            id: self.id.as_deref(),
+            retry: self.retry,
+        }
+    }
+
+    /// A cheap estimate of the encoded size, so that encoding usually allocates once.
+    fn size_hint(&self) -> usize {
+        let comments: usize = self.comments.iter().map(|c| c.len() + 3).sum();
+        comments + self.as_ref().size_hint()
+    }
+}
+
+/// An event whose fields are borrowed: what the hub uses to encode each published event once,
+/// straight from the publication, without copying anything into an [`Event`] first.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EventRef<'a> {
+    pub event: Option<&'a str>,
+    pub data: &'a str,
+    pub id: Option<&'a str>,
+    pub retry: Option<u64>,
+}
+
+impl EventRef<'_> {
+    /// Appends the event as one complete block (ending with a blank line) to `out`; validates
+    /// the name and id first and writes nothing on error.
+    pub fn encode_into(&self, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+        if let Some(name) = self.event {
+            validate_event_name(name)?;
+        }
+        if let Some(id) = self.id {
+            validate_id(id)?;
+        }
+        out.reserve(self.size_hint());
+        if let Some(name) = self.event {
             write_field(out, "event", name);
         }
-        if let Some(id) = &self.id {
+        if let Some(id) = self.id {
             write_field(out, "id", id);
         }
         if let Some(ms) = self.retry {
             write_retry(out, ms);
         }
-        write_data(out, &self.data);
+        write_data(out, self.data);
         out.push(b'\n');
         Ok(())
     }
 
     /// A cheap estimate of the encoded size, so that encoding usually allocates once.
-    fn size_hint(&self) -> usize {
-        let text = |s: &Option<String>| s.as_ref().map_or(0, |s| s.len() + 8);
-        let comments: usize = self.comments.iter().map(|c| c.len() + 3).sum();
-        comments + text(&self.event) + text(&self.id) + 28 + self.data.len() + 8
+    pub fn size_hint(&self) -> usize {
+        let text = |s: Option<&str>| s.map_or(0, |s| s.len() + 8);
+        text(self.event) + text(self.id) + 28 + self.data.len() + 8
     }
 }
 

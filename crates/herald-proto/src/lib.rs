@@ -28,6 +28,6 @@ mod validate;
 
 pub use encode::{write_comment, write_data, write_id_only};
 pub use error::{EncodeError, InvalidReason, ParseError};
-pub use event::Event;
+pub use event::{Event, EventRef};
 pub use parse::{Item, MessageEvent, Parser};
 pub use validate::{validate_event_name, validate_id};

@@ -6,6 +6,12 @@ use std::process::ExitCode;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
+/// mimalloc instead of the system allocator: the publish path allocates small, short-lived
+/// buffers per event (frames, target lists), and glibc's malloc/free were a third of its
+/// instructions (measured with callgrind; docs/BENCHMARKS.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = herald::cli::Cli::parse();
     tracing_subscriber::fmt()

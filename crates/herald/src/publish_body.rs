@@ -44,16 +44,17 @@ pub fn decode(body: &[u8]) -> Result<Decoded, String> {
     }
     let trimmed = text.trim_start();
     if trimmed.starts_with('[') {
-        let items: Vec<&RawValue> =
-            serde_json::from_str(text).map_err(|e| format!("malformed JSON: {e}"))?;
-        if items.is_empty() {
-            return Err("batch is empty".into());
-        }
-        let publications = items
-            .iter()
-            .enumerate()
-            .map(|(i, raw)| decode_item(raw.get()).map_err(|e| format!("item {i}: {e}")))
-            .collect::<Result<_, _>>()?;
+        // Fast path: a well-formed batch is parsed in one pass. Only if that fails is it parsed
+        // again item by item, to tell the caller which item is wrong.
+        let publications = match serde_json::from_str::<Vec<Item<'_>>>(text) {
+            Ok(items) if items.is_empty() => return Err("batch is empty".into()),
+            Ok(items) => items
+                .into_iter()
+                .enumerate()
+                .map(|(i, item)| publication(item).map_err(|e| format!("item {i}: {e}")))
+                .collect::<Result<_, _>>()?,
+            Err(_) => return Err(batch_error(text)),
+        };
         Ok(Decoded {
             publications,
             batch: true,
@@ -68,6 +69,20 @@ pub fn decode(body: &[u8]) -> Result<Decoded, String> {
     }
 }
 
+/// Why a batch that did not parse is wrong, naming the item where possible.
+fn batch_error(text: &str) -> String {
+    let items: Vec<&RawValue> = match serde_json::from_str(text) {
+        Ok(items) => items,
+        Err(e) => return format!("malformed JSON: {e}"),
+    };
+    for (i, raw) in items.iter().enumerate() {
+        if let Err(e) = decode_item(raw.get()) {
+            return format!("item {i}: {e}");
+        }
+    }
+    "malformed batch".into()
+}
+
 fn decode_item(json: &str) -> Result<Publication, String> {
     let item: Item<'_> = serde_json::from_str(json).map_err(|e| {
         if e.is_data() {
@@ -76,6 +91,10 @@ fn decode_item(json: &str) -> Result<Publication, String> {
             format!("malformed JSON: {e}")
         }
     })?;
+    publication(item)
+}
+
+fn publication(item: Item<'_>) -> Result<Publication, String> {
     let data = json_payload(item.data).map_err(|e| format!("data: {e}"))?;
     let publication = Publication {
         event: item.event,

@@ -35,6 +35,8 @@ pub enum CloseReason {
     Shutdown,
     /// The stream reached the hub's maximum stream lifetime (the client reconnects and resumes).
     Lifetime,
+    /// A write to the client made no progress for the server's write timeout.
+    WriteTimeout,
 }
 
 impl CloseReason {
@@ -45,6 +47,7 @@ impl CloseReason {
             Self::TokenExpired => "token_expired",
             Self::Shutdown => "shutdown",
             Self::Lifetime => "lifetime",
+            Self::WriteTimeout => "write_timeout",
         }
     }
 }
@@ -241,6 +244,11 @@ impl EventStream {
     /// Why the stream ended, or `None` while it is open (or if the client went away).
     pub fn close_reason(&self) -> Option<CloseReason> {
         self.conn.close_reason()
+    }
+
+    /// Ends the stream from the connection's side (e.g. a write timed out), recording why.
+    pub fn close(&self, reason: CloseReason) {
+        self.conn.close(reason);
     }
 }
 

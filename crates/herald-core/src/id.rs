@@ -129,7 +129,12 @@ mod tests {
 
     #[test]
     fn text_matches_the_formatted_id() {
-        for (ms, seq) in [(0, 0), (9, 10), (1_732_460_000_123, 7), (u64::MAX, u64::MAX)] {
+        for (ms, seq) in [
+            (0, 0),
+            (9, 10),
+            (1_732_460_000_123, 7),
+            (u64::MAX, u64::MAX),
+        ] {
             let id = EventId::new(ms, seq);
             assert_eq!(&*id.text(), format!("{ms}-{seq}"));
             assert_eq!(id.to_string().parse::<EventId>(), Ok(id));

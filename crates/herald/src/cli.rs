@@ -147,6 +147,9 @@ pub struct ServeArgs {
     /// nodes after scaling out [default: unlimited].
     #[arg(long, env = "HERALD_MAX_STREAM_LIFETIME", value_parser = humantime::parse_duration)]
     pub max_stream_lifetime: Option<Duration>,
+    /// Close a stream whose client takes no bytes for this long, e.g. 30s [default: 30s].
+    #[arg(long, env = "HERALD_WRITE_TIMEOUT", value_parser = humantime::parse_duration)]
+    pub write_timeout: Option<Duration>,
     /// New connections per second accepted from one IP address; beyond it, cleartext
     /// connections get 429 with Retry-After and TLS ones are closed [default: unlimited].
     #[arg(long, env = "HERALD_MAX_CONNECT_RATE_PER_IP")]

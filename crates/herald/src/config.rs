@@ -40,6 +40,7 @@ struct FileConfig {
     max_connections: Option<usize>,
     max_connections_per_user: Option<usize>,
     max_stream_lifetime: Option<String>,
+    write_timeout: Option<String>,
     max_connect_rate_per_ip: Option<u32>,
     publish_rate: Option<u32>,
     max_body_bytes: Option<usize>,
@@ -67,6 +68,8 @@ pub struct ServeConfig {
     pub max_connections_per_user: Option<usize>,
     /// Streams are recycled after (90-100% of) this long.
     pub max_stream_lifetime: Option<Duration>,
+    /// A stream whose client takes no bytes for this long is closed.
+    pub write_timeout: Duration,
     /// New connections per second from one IP address (None = unlimited).
     pub max_connect_rate_per_ip: Option<u32>,
     /// Events per second per publish key or publisher token (None = unlimited).
@@ -186,6 +189,15 @@ impl ServeConfig {
             .map_err(|e| ConfigError::Invalid("max-stream-lifetime", e.to_string()))?;
         let max_stream_lifetime =
             pick(args.max_stream_lifetime, file_lifetime).filter(|d| !d.is_zero());
+        let file_write_timeout = file
+            .write_timeout
+            .as_deref()
+            .map(humantime::parse_duration)
+            .transpose()
+            .map_err(|e| ConfigError::Invalid("write-timeout", e.to_string()))?;
+        let write_timeout = pick(args.write_timeout, file_write_timeout)
+            .filter(|d| !d.is_zero())
+            .unwrap_or(crate::limits::DEFAULT_WRITE_TIMEOUT);
         let heartbeat = pick(args.heartbeat, file.heartbeat).unwrap_or(15);
         if heartbeat == 0 {
             return Err(ConfigError::Heartbeat);
@@ -234,6 +246,7 @@ impl ServeConfig {
             publish_rate: pick(args.publish_rate, file.publish_rate).filter(|n| *n > 0),
             max_body_bytes,
             max_stream_lifetime,
+            write_timeout,
             console,
             tls,
             schema: pick(args.schema, file.schema),

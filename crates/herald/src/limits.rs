@@ -13,7 +13,12 @@ use std::time::Duration;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
+/// How long a stream's write may make no progress before the stream is closed.
+pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+
 pub struct Limits {
+    /// A stream whose client takes no bytes for this long is closed (`--write-timeout`).
+    pub write_timeout: Duration,
     connections_per_ip: Option<DefaultKeyedRateLimiter<IpAddr>>,
     publish_per_credential: Option<DefaultKeyedRateLimiter<[u8; 32]>>,
     clock: DefaultClock,
@@ -36,6 +41,7 @@ impl Limits {
     pub fn new(connections_per_ip: Option<u32>, publish_per_second: Option<u32>) -> Self {
         let quota = |rate: Option<u32>| rate.and_then(NonZeroU32::new).map(Quota::per_second);
         Self {
+            write_timeout: DEFAULT_WRITE_TIMEOUT,
             connections_per_ip: quota(connections_per_ip).map(RateLimiter::keyed),
             publish_per_credential: quota(publish_per_second).map(RateLimiter::keyed),
             clock: DefaultClock::default(),

@@ -47,7 +47,12 @@ pub enum Outcome {
 
 /// Serves `socket` as an SSE stream if it is a successful `GET /events`. `alive` is held by the
 /// stream's task until it ends, so shutdown can wait for every stream.
-pub async fn try_stream(socket: TcpStream, router: &Router, alive: &mpsc::Sender<()>) -> Outcome {
+pub async fn try_stream(
+    socket: TcpStream,
+    router: &Router,
+    alive: &mpsc::Sender<()>,
+    write_timeout: Duration,
+) -> Outcome {
     let mut peeked = vec![0u8; PEEK_BYTES];
     let len = match tokio::time::timeout(FIRST_BYTES_WAIT, socket.peek(&mut peeked)).await {
         Ok(Ok(len)) => len,
@@ -72,7 +77,14 @@ pub async fn try_stream(socket: TcpStream, router: &Router, alive: &mpsc::Sender
     };
     let head = response_head(&response);
     drop(response);
-    tokio::spawn(pump(socket, head_len, head, stream, alive.clone()));
+    tokio::spawn(pump(
+        socket,
+        head_len,
+        head,
+        stream,
+        write_timeout,
+        alive.clone(),
+    ));
     Outcome::Streaming
 }
 
@@ -120,6 +132,7 @@ async fn pump(
     head_len: usize,
     head: BytesMut,
     mut stream: LoggedStream,
+    write_timeout: Duration,
     _alive: mpsc::Sender<()>,
 ) {
     // The head was only peeked at; consume it now (it is already in the socket buffer).
@@ -132,8 +145,16 @@ async fn pump(
         tokio::select! {
             chunk = stream.next() => match chunk {
                 Some(bytes) => {
-                    if socket.write_all(&bytes).await.is_err() {
-                        return;
+                    // A client that stops reading blocks this write once the socket buffers are
+                    // full; its queue in the hub is bounded too, but a slow trickle of events
+                    // might never fill it, so a write that makes no progress also ends it.
+                    match tokio::time::timeout(write_timeout, socket.write_all(&bytes)).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(_)) => return,
+                        Err(_) => {
+                            stream.close_write_timeout();
+                            return;
+                        }
                     }
                 }
                 None => break,

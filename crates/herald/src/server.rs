@@ -77,6 +77,7 @@ pub async fn serve(
         let watcher = graceful.watcher();
         let streams_alive = streams_alive.clone();
         let tls = tls.clone();
+        let write_timeout = limits.write_timeout;
         tokio::spawn(async move {
             if let Some(tls) = tls {
                 drop(streams_alive);
@@ -87,10 +88,11 @@ pub async fn serve(
                 }
                 return;
             }
-            let stream = match plain_sse::try_stream(stream, &router, &streams_alive).await {
-                plain_sse::Outcome::Streaming => return,
-                plain_sse::Outcome::Hyper(stream) => stream,
-            };
+            let stream =
+                match plain_sse::try_stream(stream, &router, &streams_alive, write_timeout).await {
+                    plain_sse::Outcome::Streaming => return,
+                    plain_sse::Outcome::Hyper(stream) => stream,
+                };
             drop(streams_alive);
             serve_hyper(stream, router, &builder, watcher).await;
         });

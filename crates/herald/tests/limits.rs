@@ -92,3 +92,55 @@ async fn publishing_over_a_credentials_rate_gets_429_and_changes_nothing() {
         "the refused publishes sent nothing"
     );
 }
+
+/// A client that stops reading while events trickle in (too slowly to fill its queue in the
+/// hub) is closed once a write has made no progress for `--write-timeout`; others carry on.
+#[tokio::test]
+async fn a_stream_whose_client_stops_reading_is_closed_after_the_write_timeout() {
+    let server = Server::start(&["--write-timeout", "1s"]);
+    let addr = &server.addr;
+    let socket = TcpSocket::new_v4().expect("socket");
+    socket
+        .set_recv_buffer_size(4096)
+        .expect("small receive buffer");
+    let mut stalled = socket
+        .connect(addr.parse().expect("addr"))
+        .await
+        .expect("connect");
+    let request = format!(
+        "GET /events HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {}\r\n\r\n",
+        token("stalled", &[])
+    );
+    stalled.write_all(request.as_bytes()).await.expect("write");
+    let mut healthy = Sse::ok(addr, &token("healthy", &[])).await;
+
+    let big = "x".repeat(256 * 1024);
+    let mut closed = None;
+    for n in 0..200 {
+        publish(
+            addr,
+            json!({"user": "stalled", "event": "big", "data": big}),
+        )
+        .await;
+        publish(addr, json!({"user": "healthy", "event": "tick", "data": n})).await;
+        assert_eq!(healthy.next_event().await.data, n.to_string());
+        closed = server
+            .output()
+            .lines()
+            .find(|l| l.contains("stream closed") && l.contains("user=stalled"))
+            .map(str::to_owned);
+        if closed.is_some() {
+            break;
+        }
+        // Trickle: a few events a second, far below what would fill the 4 MiB queue quickly.
+        tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+    }
+    let line = closed.expect("the stalled stream was closed");
+    assert!(line.contains("write_timeout"), "{line}");
+    let metrics = get(addr, "/metrics").await.body;
+    assert!(
+        metrics.contains("herald_slow_consumer_disconnects_total 1"),
+        "counted"
+    );
+    drop(stalled);
+}

@@ -63,10 +63,9 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         }
         None => Herald::in_memory(hub),
     };
-    let limits = Arc::new(Limits::new(
-        config.max_connect_rate_per_ip,
-        config.publish_rate,
-    ));
+    let mut limits = Limits::new(config.max_connect_rate_per_ip, config.publish_rate);
+    limits.write_timeout = config.write_timeout;
+    let limits = Arc::new(limits);
     let state = Arc::new(AppState {
         herald: herald.clone(),
         auth,

@@ -232,6 +232,14 @@ impl Stream for LoggedStream {
     }
 }
 
+impl LoggedStream {
+    /// Ends the stream because its client stopped taking bytes; counted with slow consumers.
+    pub fn close_write_timeout(&self) {
+        metrics::counter!(herald_core::metrics::SLOW_CONSUMER_DISCONNECTS).increment(1);
+        self.inner.close(herald_core::CloseReason::WriteTimeout);
+    }
+}
+
 impl Drop for LoggedStream {
     fn drop(&mut self) {
         let reason = self

@@ -6,12 +6,14 @@
 //!
 //! Every failure is handled the same way: drop the connection, wait (backoff), connect again,
 //! and read on from the same id. Whatever was added meanwhile is simply the next batch, so a
-//! node that lost Redis for a while delivers exactly what it missed, in order, once. Two checks
-//! run whenever the reader (re)connects or falls behind (a full batch): if entries it still
-//! needed were trimmed, or Redis lost the stream (restart without persistence), the hub gets a
-//! gap ([`Hub::dispatch_gap`]) and its streams the reserved `herald.missed` event, instead of a
-//! silent hole. Between those points the check is not needed: trimming keeps the newest
-//! `MAXLEN` entries, so a reader that is less than a batch behind cannot lose any.
+//! node that lost Redis for a while delivers exactly what it missed, in order, once.
+//!
+//! Whenever the reader (re)connects or a read returns a full batch (it is behind), the batch is
+//! read together with `XINFO STREAM` in one transaction: if entries it still needed were trimmed,
+//! or Redis lost the stream (restart without persistence), the hub gets a gap
+//! ([`Hub::dispatch_gap`]) and its streams the reserved `herald.missed` event instead of a silent
+//! hole. Other reads need no check: trimming keeps at least `MAXLEN` (≥ 1000) newest entries,
+//! more than a batch, so a read that returns less than a full batch cannot have skipped any.
 
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -150,7 +152,12 @@ impl Reader {
                 backoff.reset();
                 entries
             } else {
-                self.blocking_read(conn).await?
+                match self.blocking_read(conn).await? {
+                    // A full batch may start after a hole (the stream moved on by more than it
+                    // keeps while this read was pending): read it again, checked.
+                    Some(reply) if batch_len(&reply) >= BATCH => self.checked_read(conn).await?,
+                    entries => entries,
+                }
             };
             check = entries.as_ref().is_some_and(|r| batch_len(r) >= BATCH);
             if let Some(reply) = entries {

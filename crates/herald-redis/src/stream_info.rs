@@ -4,10 +4,11 @@
 //! Herald only removes entries by trimming the oldest (`MAXLEN ~`), so the stream always holds a
 //! contiguous tail of everything ever added. Every event after a position `p` is still there if
 //! nothing was ever trimmed (`entries-added == length`, Redis 7.0+), or if `p` is at or after
-//! the first retained entry. Otherwise something after `p` may be gone. (Trimming does not move
-//! `max-deleted-entry-id`, so that field cannot be used.) The one imprecision is on the safe side:
-//! a `p` that is exactly the last trimmed entry lost nothing but is reported as too old, so the
-//! client gets `herald.missed` and refetches; an event is never skipped silently.
+//! the id just before the first retained entry. Otherwise something after `p` may be gone.
+//! (Trimming does not move `max-deleted-entry-id`, so that field cannot be used.) The one
+//! imprecision is on the safe side: a `p` that is exactly the last trimmed entry lost nothing but
+//! is reported as too old, so the client gets `herald.missed` and refetches; an event is never
+//! skipped silently.
 //!
 //! A position newer than anything the stream ever generated means Redis lost the stream
 //! (restarted without persistence): that counts as "not retained" too.
@@ -39,10 +40,9 @@ impl StreamInfo {
         if self.trimmed == 0 {
             return true;
         }
-        match self.first_entry {
-            Some(first) => position >= first,
-            None => position >= self.last_generated,
-        }
+        // Everything after `position` is retained exactly when it is at or after the id just
+        // before the oldest retained entry.
+        position >= self.resume_point()
     }
 
     /// The position from which a node that fell too far behind goes on: just before the oldest
@@ -168,6 +168,8 @@ mod tests {
         assert!(info.retains_everything_after(EventId::new(9, 0)));
         assert!(!info.retains_everything_after(EventId::new(7, 5)));
         assert_eq!(info.resume_point(), EventId::new(7, u64::MAX));
+        // After a gap the reader goes on from the resume point: that must not be a gap again.
+        assert!(info.retains_everything_after(info.resume_point()));
     }
 
     #[test]

@@ -160,3 +160,65 @@ async fn redis_down_means_not_ready_and_503_then_delivery_resumes_when_it_is_bac
         ("after", after.as_str())
     );
 }
+
+#[tokio::test]
+async fn a_node_that_falls_further_behind_than_the_stream_keeps_reports_missed_not_a_hole() {
+    let redis = Redis::start().await;
+    // --history 1: the stream keeps about 1000 entries.
+    let stalled = node(&redis, &["--history", "1"]);
+    let other = node(&redis, &["--history", "1"]);
+    let t = token("alice", &[]);
+    let mut sse = open(&stalled, &t, "", None).await;
+
+    // Freeze the node (its Redis connections stay open), publish far more than the stream keeps.
+    signal(&stalled, "-STOP");
+    const TOTAL: usize = 3000;
+    for chunk in (0..TOTAL).collect::<Vec<_>>().chunks(500) {
+        let batch: Vec<_> = chunk
+            .iter()
+            .map(|i| json!({"user": "alice", "event": "e", "data": i}))
+            .collect();
+        publish(&other.addr, json!(batch)).await;
+    }
+    publish(
+        &other.addr,
+        json!({"user": "alice", "event": "end", "data": 0}),
+    )
+    .await;
+    signal(&stalled, "-CONT");
+
+    // What arrives: a contiguous run from 0, then herald.missed, then a contiguous run to the
+    // end. Never a jump without the missed event.
+    let events = events_until(&mut sse, "end").await;
+    let missed_at = events
+        .iter()
+        .position(|(name, _, _)| name == "herald.missed")
+        .unwrap_or_else(|| panic!("no herald.missed among {} events", events.len()));
+    let numbers = |slice: &[(String, String, String)]| -> Vec<usize> {
+        slice
+            .iter()
+            .filter(|(name, _, _)| name == "e")
+            .map(|(_, _, data)| data.parse().unwrap())
+            .collect()
+    };
+    let before = numbers(&events[..missed_at]);
+    let after = numbers(&events[missed_at + 1..]);
+    assert!(
+        before.iter().enumerate().all(|(k, &i)| k == i),
+        "contiguous from 0 before the gap"
+    );
+    assert!(
+        after.windows(2).all(|w| w[1] == w[0] + 1),
+        "contiguous after the gap"
+    );
+    assert_eq!(after.last(), Some(&(TOTAL - 1)));
+    assert!(metric(&stalled, "herald_redis_gaps_total").await >= 1.0);
+}
+
+fn signal(node: &common::Server, which: &str) {
+    let status = std::process::Command::new("kill")
+        .args([which, &node.pid().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+}

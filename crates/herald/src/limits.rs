@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use sha2::{Digest, Sha256};
 
 /// How long a stream's write may make no progress before the stream is closed.
 pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -62,11 +63,13 @@ impl Limits {
         }
     }
 
-    /// `events` events published with the credential whose digest is `credential`.
-    pub fn publish(&self, credential: [u8; 32], events: usize) -> Result<(), RetryAfter> {
+    /// `events` events published with `credential` (a publish key or publisher token; only
+    /// its SHA-256 digest is kept, and only when the limit is configured).
+    pub fn publish(&self, credential: &str, events: usize) -> Result<(), RetryAfter> {
         let Some(limiter) = &self.publish_per_credential else {
             return Ok(());
         };
+        let credential: [u8; 32] = Sha256::digest(credential.as_bytes()).into();
         let n = NonZeroU32::new(u32::try_from(events).unwrap_or(u32::MAX).max(1))
             .unwrap_or(NonZeroU32::MIN);
         match limiter.check_key_n(&credential, n) {
@@ -108,18 +111,18 @@ mod tests {
             "another IP has its own bucket"
         );
 
-        assert!(limits.publish([1; 32], 10).is_ok());
-        assert!(limits.publish([1; 32], 1).is_err());
-        assert!(limits.publish([2; 32], 5).is_ok());
+        assert!(limits.publish("key-1", 10).is_ok());
+        assert!(limits.publish("key-1", 1).is_err());
+        assert!(limits.publish("key-2", 5).is_ok());
         assert!(
-            limits.publish([3; 32], 11).is_err(),
+            limits.publish("key-3", 11).is_err(),
             "a batch over the burst never passes"
         );
 
         let open = Limits::unlimited();
         for _ in 0..1000 {
             assert!(open.connection(a).is_ok());
-            assert!(open.publish([1; 32], 100).is_ok());
+            assert!(open.publish("key-1", 100).is_ok());
         }
     }
 }

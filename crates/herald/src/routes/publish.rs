@@ -9,8 +9,6 @@ use axum::Json;
 use herald_core::PublishError;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 
-use sha2::{Digest, Sha256};
-
 use crate::app::AppState;
 use crate::auth::Publisher;
 use crate::error::ApiError;
@@ -30,8 +28,8 @@ pub async fn publish(
     let body = read_body(&headers, body, state.max_body_bytes).await?;
     let decoded = publish_body::decode(&body).map_err(ApiError::bad_request)?;
     // Only authenticated credentials reach the limiter, so strangers cannot fill its table.
-    let digest: [u8; 32] = Sha256::digest(credential.unwrap_or_default().as_bytes()).into();
-    if let Err(retry) = state.limits.publish(digest, decoded.publications.len()) {
+    let credential = credential.unwrap_or_default();
+    if let Err(retry) = state.limits.publish(credential, decoded.publications.len()) {
         metrics::counter!(PUBLISH_RATE_LIMITED).increment(1);
         return Err(ApiError::too_many(format!(
             "this credential is over its publish rate (--publish-rate); retry in {} s",

@@ -49,6 +49,10 @@ pub struct BenchArgs {
     /// host:port of the server.
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub url: String,
+    /// host:port to publish to, if not --url: another node of the same Herald cluster, to
+    /// measure cross-node delivery (streams on --url, events published here).
+    #[arg(long)]
+    pub publish_url: Option<String>,
     #[arg(long, value_enum, default_value = "per-user")]
     pub scenario: Scenario,
     /// SSE streams to hold (one per user).

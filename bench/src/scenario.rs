@@ -19,6 +19,10 @@ const BROADCAST_WINDOW: u64 = 4;
 
 pub async fn run(args: &BenchArgs) -> Result<Report, String> {
     let server = resolve(&args.url)?;
+    let publish_to = match &args.publish_url {
+        Some(url) => resolve(url)?,
+        None => server,
+    };
     if args.target == Kind::Herald && (args.jwt_secret.is_empty() || args.publish_key.is_empty()) {
         return Err("benchmarking Herald needs --jwt-secret and --publish-key (or HERALD_JWT_SECRET / HERALD_PUBLISH_KEY)".into());
     }
@@ -105,7 +109,7 @@ pub async fn run(args: &BenchArgs) -> Result<Report, String> {
     let before = sample(args.pid);
     let started_us = now_us();
     let started = Instant::now();
-    let published = publisher::run(server, &target, &plan, deliveries.clone()).await;
+    let published = publisher::run(publish_to, &target, &plan, deliveries.clone()).await;
     let expected = if broadcast {
         published.broadcast * open
     } else {

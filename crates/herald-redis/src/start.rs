@@ -18,6 +18,8 @@ use crate::stream_info::{is_no_such_key, StreamInfo};
 pub enum StartError {
     #[error("--redis: {0}")]
     Url(redis::RedisError),
+    #[error("--redis-prefix {0:?}: use 1 to 64 characters without braces or whitespace")]
+    Prefix(String),
 }
 
 /// Where Redis is, for logs: host and port, never the credentials.
@@ -40,6 +42,16 @@ pub async fn start(config: RedisConfig, hub_config: HubConfig) -> Result<Herald,
         let _ = rustls::crypto::ring::default_provider().install_default();
     }
     let client = Client::open(config.url.as_str()).map_err(StartError::Url)?;
+    let prefix = &config.key_prefix;
+    // The prefix becomes a hash tag `{prefix}`: braces would change which part Redis hashes.
+    if prefix.is_empty()
+        || prefix.len() > 64
+        || prefix
+            .chars()
+            .any(|c| c == '{' || c == '}' || c.is_whitespace() || c.is_control())
+    {
+        return Err(StartError::Prefix(prefix.clone()));
+    }
     let keys = Keys::new(&config.key_prefix);
     let where_ = describe_url(&config);
     let mut backoff = Backoff::new(config.backoff_min, config.backoff_max);

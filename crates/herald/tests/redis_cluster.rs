@@ -247,3 +247,25 @@ async fn streams_of_a_sigkilled_node_resume_on_another_with_nothing_lost_or_dupl
         assert_eq!(got, &accepted[*user], "{user}: delivered != accepted");
     }
 }
+
+#[tokio::test]
+async fn a_bad_redis_url_or_prefix_is_refused_at_startup_with_a_message() {
+    for (flag, value, expected) in [
+        ("--redis", "http://nope", "--redis"),
+        ("--redis-prefix", "a}b", "--redis-prefix"),
+    ] {
+        let mut args = vec!["serve", "--listen", "127.0.0.1:0", "--jwt-secret", SECRET];
+        if flag != "--redis" {
+            args.extend(["--redis", "redis://127.0.0.1:1"]);
+        }
+        args.extend([flag, value]);
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_herald"))
+            .args(&args)
+            .env_remove("HERALD_REDIS")
+            .output()
+            .expect("run herald");
+        assert_eq!(output.status.code(), Some(2), "{flag} {value}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(expected), "{stderr}");
+    }
+}

@@ -114,8 +114,8 @@ pub fn validate_user(user: &str) -> Result<(), PublicationError> {
 
 /// The wire payload for a JSON `data` value: a JSON string is sent verbatim (its decoded text);
 /// any other value as compact JSON, byte for byte as given minus the whitespace between tokens
-/// (key order and number spelling kept). Shared by `POST /publish` and the Redis seed ingress so
-/// both turn the same `data` into the same event.
+/// (key order and number spelling kept). This is `POST /publish`'s rule; the Redis seed ingress
+/// uses [`compact_json`] for every value instead, as the seed's server did.
 pub fn json_payload(data: &serde_json::value::RawValue) -> Result<String, serde_json::Error> {
     match data.get() {
         raw if raw.starts_with('"') => serde_json::from_str::<String>(raw),

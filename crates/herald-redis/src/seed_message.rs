@@ -4,19 +4,22 @@
 //! PUBLISH user:events '{"userId":"user_123","event":"payment_completed","data":{"amount":5000}}'
 //! ```
 //!
-//! `userId` → that user's streams; `topic` → that topic's subscribers; neither → broadcast.
-//! `data` follows the same rule as `POST /publish` (a string verbatim, anything else as compact
-//! JSON). Other fields are ignored: services of the seed's era may send extra ones, and refusing
-//! them would break those services. What cannot be delivered (bad JSON, bad names) is an error.
+//! `userId` → that user's streams (a string, or a number as the seed's `===` on numeric ids
+//! implies); `topic` → that topic's subscribers; neither → broadcast. `data` is sent as compact
+//! JSON *always*, strings included (`"done"` arrives with its quotes): that is what the seed's
+//! server wrote (`JSON.stringify(data)`) and what its browser code parses (`JSON.parse(e.data)`),
+//! so those clients keep working too. (`POST /publish` sends a string verbatim instead.) Other
+//! fields are ignored: services of the seed's era may send extra ones, and refusing them would
+//! break those services. What cannot be delivered (bad JSON, bad names) is an error.
 
-use herald_core::{json_payload, Publication};
+use herald_core::{compact_json, Publication};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct SeedMessage<'a> {
-    user_id: Option<String>,
+    user_id: Option<serde_json::Value>,
     topic: Option<String>,
     event: Option<String>,
     #[serde(borrow)]
@@ -28,13 +31,19 @@ pub(crate) fn parse(payload: &[u8]) -> Result<Publication, String> {
     let message: SeedMessage<'_> =
         serde_json::from_slice(payload).map_err(|e| format!("not a seed message: {e}"))?;
     let data = match message.data {
-        Some(raw) => json_payload(raw).map_err(|e| format!("data: {e}"))?,
+        Some(raw) => compact_json(raw.get()),
         None => return Err("missing \"data\"".into()),
+    };
+    let user = match message.user_id {
+        None | Some(serde_json::Value::Null) => None,
+        Some(serde_json::Value::String(user)) => Some(user),
+        Some(serde_json::Value::Number(n)) => Some(n.to_string()),
+        Some(_) => return Err("userId must be a string or a number".into()),
     };
     let publication = Publication {
         event: message.event,
         data,
-        users: message.user_id.into_iter().collect(),
+        users: user.into_iter().collect(),
         topics: message.topic.into_iter().collect(),
         retry: None,
     };
@@ -75,6 +84,7 @@ mod tests {
             br#"{"userId":"","data":1}"#,
             br#"{"event":"herald.missed","data":1}"#,
             br#"{"topic":"a/*","data":1}"#,
+            br#"{"userId":["a"],"data":1}"#,
             br#"[1,2]"#,
             &[0xff, 0xfe],
         ] {

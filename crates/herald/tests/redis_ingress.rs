@@ -76,7 +76,7 @@ async fn seed_format_messages_are_delivered_once_per_stream_with_several_nodes()
             ]
         );
         assert_eq!(events[0].2, r#"{"amount":5000}"#);
-        assert_eq!(events[2].2, "shipped");
+        assert_eq!(events[2].2, r#""shipped""#, "JSON, as the seed sent it");
         ids_per_stream.push(events.into_iter().map(|(_, id, _)| id).collect::<Vec<_>>());
     }
     assert!(

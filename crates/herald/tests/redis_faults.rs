@@ -222,3 +222,71 @@ fn signal(node: &common::Server, which: &str) {
         .expect("kill");
     assert!(status.success());
 }
+
+// Multi-threaded: the proxy must keep running while `Server::start` blocks on the process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_cut_off_from_redis_for_a_while_delivers_everything_accepted_meanwhile() {
+    let redis = Redis::start().await;
+    let partition = Partition::new(&redis).await;
+    let proxied = partition.url();
+    let cut_off = Server::start(&[
+        "--redis",
+        proxied.as_str(),
+        "--redis-backoff-max-ms",
+        "200",
+        "--redis-command-timeout-ms",
+        "1000",
+    ]);
+    let healthy = node(&redis, &[]);
+    let t = token("alice", &[]);
+    let mut sse = open(&cut_off, &t, "", None).await;
+    let first = publish_id(
+        &healthy.addr,
+        json!({"user": "alice", "event": "e", "data": 0}),
+    )
+    .await;
+    assert_eq!(sse.next_event().await.last_event_id, first);
+
+    partition.cut();
+    eventually("the cut-off node reports not ready", || async {
+        readyz(&cut_off).await == 503
+    })
+    .await;
+    let refused = publish_raw(&cut_off.addr, Some(KEY), r#"{"user":"alice","data":1}"#).await;
+    assert_eq!(refused.status, 503);
+    // Meanwhile, for two seconds, the rest of the cluster accepts events.
+    let mut accepted = vec![first];
+    let started = std::time::Instant::now();
+    let mut i = 1;
+    while started.elapsed() < std::time::Duration::from_secs(2) {
+        let body = json!({"user": "alice", "event": "e", "data": i});
+        accepted.push(publish_id(&healthy.addr, body).await);
+        i += 1;
+    }
+    assert_eq!(readyz(&cut_off).await, 503);
+
+    partition.heal();
+    eventually("the node is ready again", || async {
+        readyz(&cut_off).await == 200
+    })
+    .await;
+    let end = publish_id(
+        &cut_off.addr,
+        json!({"user": "alice", "event": "end", "data": 0}),
+    )
+    .await;
+    accepted.push(end);
+    // Its stream stayed open and gets every event accepted while it was away, in order, once,
+    // and no herald.missed.
+    let mut got = vec![accepted[0].clone()];
+    got.extend(
+        events_until(&mut sse, "end")
+            .await
+            .into_iter()
+            .map(|(name, id, _)| {
+                assert_ne!(name, "herald.missed");
+                id
+            }),
+    );
+    assert_eq!(got, accepted);
+}

@@ -187,3 +187,62 @@ pub async fn events_until(sse: &mut Sse, last: &str) -> Vec<(String, String, Str
         }
     }
 }
+
+/// A TCP proxy in front of Redis that can cut one node off (a network partition of that node
+/// only): while cut, it closes every connection it carries and refuses new ones. It runs on the
+/// test's runtime, so tests using it need a multi-threaded one (`Server::start` blocks).
+pub struct Partition {
+    pub port: u16,
+    cut: std::sync::Arc<tokio::sync::watch::Sender<bool>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Partition {
+    pub async fn new(redis: &Redis) -> Partition {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let upstream = format!("127.0.0.1:{}", redis.port);
+        let cut = std::sync::Arc::new(tokio::sync::watch::Sender::new(false));
+        let state = cut.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((mut client, _)) = listener.accept().await else {
+                    return;
+                };
+                if *state.borrow() {
+                    continue; // dropped: refused
+                }
+                let upstream = upstream.clone();
+                let mut cut = state.subscribe();
+                tokio::spawn(async move {
+                    let Ok(mut server) = tokio::net::TcpStream::connect(upstream).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                        _ = cut.wait_for(|cut| *cut) => {}
+                    }
+                });
+            }
+        });
+        Partition { port, cut, task }
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    pub fn cut(&self) {
+        self.cut.send_replace(true);
+    }
+
+    pub fn heal(&self) {
+        self.cut.send_replace(false);
+    }
+}
+
+impl Drop for Partition {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

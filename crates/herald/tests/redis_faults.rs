@@ -290,3 +290,50 @@ async fn a_node_cut_off_from_redis_for_a_while_delivers_everything_accepted_mean
     );
     assert_eq!(got, accepted);
 }
+
+#[tokio::test]
+async fn when_redis_comes_back_with_its_data_nothing_is_missed() {
+    let mut redis = Redis::start_persistent().await;
+    let (n1, n2) = (node(&redis, &[]), node(&redis, &[]));
+    let t = token("alice", &[]);
+    let mut sse = open(&n1, &t, "", None).await;
+    let mut accepted = Vec::new();
+    for i in 0..5 {
+        accepted
+            .push(publish_id(&n2.addr, json!({"user": "alice", "event": "e", "data": i})).await);
+    }
+    redis.stop();
+    eventually("both nodes report not ready", || async {
+        readyz(&n1).await == 503 && readyz(&n2).await == 503
+    })
+    .await;
+    redis.restart().await;
+    eventually("both nodes are ready again", || async {
+        readyz(&n1).await == 200 && readyz(&n2).await == 200
+    })
+    .await;
+    accepted.push(
+        publish_id(
+            &n2.addr,
+            json!({"user": "alice", "event": "end", "data": 0}),
+        )
+        .await,
+    );
+    let got: Vec<String> = events_until(&mut sse, "end")
+        .await
+        .into_iter()
+        .map(|(name, id, _)| {
+            assert_ne!(name, "herald.missed", "Redis kept everything");
+            id
+        })
+        .collect();
+    assert_eq!(got, accepted);
+    // And the history survived too: resume from the first event on the other node.
+    let mut resumed = open(&n2, &t, "", Some(&accepted[0])).await;
+    let ids: Vec<String> = events_until(&mut resumed, "end")
+        .await
+        .into_iter()
+        .map(|(_, id, _)| id)
+        .collect();
+    assert_eq!(ids, accepted[1..]);
+}

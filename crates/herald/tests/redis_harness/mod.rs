@@ -16,11 +16,22 @@ pub struct Redis {
     child: Option<Child>,
     pub port: u16,
     dir: std::path::PathBuf,
+    /// Append-only file with fsync on every write: a restart keeps every acknowledged event.
+    persistent: bool,
 }
 
 impl Redis {
     /// A fresh `redis-server` on a free loopback port, answering PING.
     pub async fn start() -> Redis {
+        Self::start_with(false).await
+    }
+
+    /// Like [`Redis::start`], with `appendonly yes` and `appendfsync always`.
+    pub async fn start_persistent() -> Redis {
+        Self::start_with(true).await
+    }
+
+    async fn start_with(persistent: bool) -> Redis {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("free port")
@@ -32,6 +43,7 @@ impl Redis {
             child: None,
             port,
             dir,
+            persistent,
         };
         redis.spawn().await;
         redis
@@ -40,7 +52,12 @@ impl Redis {
     async fn spawn(&mut self) {
         let child = Command::new("redis-server")
             .args(["--port", &self.port.to_string()])
-            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(["--bind", "127.0.0.1", "--save", ""])
+            .args(if self.persistent {
+                ["--appendonly", "yes", "--appendfsync", "always"]
+            } else {
+                ["--appendonly", "no", "--appendfsync", "everysec"]
+            })
             .arg("--dir")
             .arg(&self.dir)
             .stdin(Stdio::null())
@@ -69,7 +86,7 @@ impl Redis {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
-    /// Stops the server abruptly (everything in it is lost: no persistence).
+    /// Stops the server abruptly (SIGKILL).
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
@@ -77,7 +94,7 @@ impl Redis {
         }
     }
 
-    /// Starts it again on the same port (empty).
+    /// Starts it again on the same port (empty unless persistent).
     pub async fn restart(&mut self) {
         self.stop();
         self.spawn().await;

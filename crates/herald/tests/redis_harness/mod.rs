@@ -32,24 +32,32 @@ impl Redis {
     }
 
     async fn start_with(persistent: bool) -> Redis {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
-        let dir =
-            std::env::temp_dir().join(format!("herald-redis-test-{port}-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("redis dir");
-        let mut redis = Redis {
-            child: None,
-            port,
-            dir,
-            persistent,
-        };
-        redis.spawn().await;
-        redis
+        // A port found free can be taken by a parallel test before redis-server binds it; then
+        // our server exits and we try another port (we never talk to someone else's server).
+        for _ in 0..5 {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .expect("free port")
+                .port();
+            let dir = std::env::temp_dir()
+                .join(format!("herald-redis-test-{port}-{}", std::process::id()));
+            std::fs::create_dir_all(&dir).expect("redis dir");
+            let mut redis = Redis {
+                child: None,
+                port,
+                dir,
+                persistent,
+            };
+            if redis.spawn().await {
+                return redis;
+            }
+        }
+        panic!("could not start redis-server on a free port");
     }
 
-    async fn spawn(&mut self) {
+    /// Starts `redis-server` on `self.port`; true once *this* process answers (its INFO
+    /// `process_id` is our child's), false if it exited (port taken).
+    async fn spawn(&mut self) -> bool {
         let child = Command::new("redis-server")
             .args(["--port", &self.port.to_string()])
             .args(["--bind", "127.0.0.1", "--save", ""])
@@ -65,21 +73,29 @@ impl Redis {
             .stderr(Stdio::null())
             .spawn()
             .expect("redis-server must be installed (scripts/test-all.sh installs it)");
+        let pid = child.id();
         self.child = Some(child);
         let url = self.url();
-        eventually("redis-server answers PING", || {
-            let url = url.clone();
-            async move {
-                match connect(&url).await {
-                    Some(mut conn) => redis::cmd("PING")
-                        .query_async::<String>(&mut conn)
-                        .await
-                        .is_ok(),
-                    None => false,
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(child) = self.child.as_mut() {
+                if let Ok(Some(_)) = child.try_wait() {
+                    self.child = None;
+                    return false;
                 }
             }
-        })
-        .await;
+            if let Some(mut conn) = connect(&url).await {
+                let info: Result<String, _> = redis::cmd("INFO")
+                    .arg("server")
+                    .query_async(&mut conn)
+                    .await;
+                if info.is_ok_and(|info| info.contains(&format!("process_id:{pid}\r\n"))) {
+                    return true;
+                }
+            }
+            assert!(Instant::now() < deadline, "redis-server did not answer");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     pub fn url(&self) -> String {
@@ -97,7 +113,10 @@ impl Redis {
     /// Starts it again on the same port (empty unless persistent).
     pub async fn restart(&mut self) {
         self.stop();
-        self.spawn().await;
+        assert!(
+            self.spawn().await,
+            "redis-server could not take its port back"
+        );
     }
 
     pub async fn conn(&self) -> redis::aio::MultiplexedConnection {

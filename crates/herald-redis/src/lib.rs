@@ -12,7 +12,7 @@
 //!   not a special one, so nothing accepted is lost or delivered twice.
 //! * **Shared history.** The stream is trimmed to `MAXLEN ~ N`; resume points older than a
 //!   node's in-memory window are served with `XRANGE` ([`broker`]). When entries a node still
-//!   needed were trimmed, its streams get the reserved `herald.missed` event ([`stream_info`]).
+//!   needed were trimmed, its streams get the reserved `herald.missed` event (`stream_info.rs`).
 //! * **Seed ingress.** Services that `PUBLISH user:events '{"userId":..}'` keep working: every
 //!   node subscribes and turns each message into an `XADD`, guarded so exactly one node appends
 //!   it ([`ingress`]).

@@ -37,6 +37,7 @@ start() { # start TARGET: runs the server in the background and waits until it a
   case "$target" in
     herald) HERALD_LOG=warn "$herald" serve --listen "127.0.0.1:$port" --jwt-secret "$secret" \
               --publish-key "$key" --history 100000 >/tmp/bench-herald.log 2>&1 & server_pid=$! ;;
+    express) PORT=$port setsid "$peers/express-seed/run.sh" >/tmp/bench-express.log 2>&1 & server_pid=$! ;;
     *) PORT=$port setsid "$peers/$target/run.sh" >"/tmp/bench-$target.log" 2>&1 & server_pid=$! ;;
   esac
   for _ in $(seq 1 600); do

@@ -144,6 +144,14 @@ fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
     })
 }
 
+/// A duration from the config file, written like the flag (`"30s"`, `"1h"`).
+fn file_duration(key: &'static str, text: Option<String>) -> Result<Option<Duration>, ConfigError> {
+    text.as_deref()
+        .map(humantime::parse_duration)
+        .transpose()
+        .map_err(|e| ConfigError::Invalid(key, e.to_string()))
+}
+
 impl ServeConfig {
     pub fn resolve(args: ServeArgs) -> Result<Self, ConfigError> {
         let file = match &args.config {
@@ -181,20 +189,10 @@ impl ServeConfig {
             _ => return Err(ConfigError::TlsPair),
         };
 
-        let file_lifetime = file
-            .max_stream_lifetime
-            .as_deref()
-            .map(humantime::parse_duration)
-            .transpose()
-            .map_err(|e| ConfigError::Invalid("max-stream-lifetime", e.to_string()))?;
+        let file_lifetime = file_duration("max-stream-lifetime", file.max_stream_lifetime)?;
         let max_stream_lifetime =
             pick(args.max_stream_lifetime, file_lifetime).filter(|d| !d.is_zero());
-        let file_write_timeout = file
-            .write_timeout
-            .as_deref()
-            .map(humantime::parse_duration)
-            .transpose()
-            .map_err(|e| ConfigError::Invalid("write-timeout", e.to_string()))?;
+        let file_write_timeout = file_duration("write-timeout", file.write_timeout)?;
         let write_timeout = pick(args.write_timeout, file_write_timeout)
             .filter(|d| !d.is_zero())
             .unwrap_or(crate::limits::DEFAULT_WRITE_TIMEOUT);

@@ -193,22 +193,7 @@ fn bad_tls_settings_stop_the_hub_with_the_reason() {
         (&["--tls-cert", &cert, "--tls-key", &cert], "--tls-key"),
     ];
     for (args, expected) in cases {
-        let output = std::process::Command::new(env!("CARGO_BIN_EXE_herald"))
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--jwt-secret",
-                SECRET,
-                "--publish-key",
-                KEY,
-            ])
-            .args(args)
-            .stdin(std::process::Stdio::null())
-            .output()
-            .expect("run");
-        assert_eq!(output.status.code(), Some(2), "{args:?}");
-        let stderr = String::from_utf8_lossy(&output.stderr);
+        let stderr = serve_refuses(args);
         assert!(stderr.contains(expected), "{args:?}: {stderr}");
     }
 }

@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use common::*;
 use serde_json::json;
@@ -98,22 +98,7 @@ fn a_broken_schema_file_stops_the_hub_at_startup_with_the_reason() {
         ),
     ] {
         let path = schema_file(text);
-        let output = Command::new(env!("CARGO_BIN_EXE_herald"))
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--jwt-secret",
-                SECRET,
-                "--publish-key",
-                KEY,
-            ])
-            .args(["--schema", path.to_str().unwrap()])
-            .stdin(Stdio::null())
-            .output()
-            .expect("run");
-        assert_eq!(output.status.code(), Some(2));
-        let stderr = String::from_utf8_lossy(&output.stderr);
+        let stderr = serve_refuses(&["--schema", path.to_str().unwrap()]);
         assert!(stderr.contains(expected), "{stderr}");
     }
 }

@@ -173,6 +173,21 @@ fn redis_broker_args() -> Vec<String> {
     }
 }
 
+/// `herald serve` with the test secret and key plus `extra`, expected to refuse to start: asserts
+/// exit status 2 and returns what it printed on stderr.
+pub fn serve_refuses(extra: &[&str]) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_herald"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--jwt-secret", SECRET])
+        .args(["--publish-key", KEY])
+        .args(extra)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run herald");
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert_eq!(output.status.code(), Some(2), "{extra:?}: {stderr}");
+    stderr
+}
+
 /// A subscriber token for `sub`, valid for `ttl_secs`, allowed `topics`.
 pub fn token(sub: &str, topics: &[&str]) -> String {
     token_with(Claims {

@@ -56,6 +56,7 @@ export class Hub {
         '--cors-origin', this.corsOrigin,
         '--retry-ms', '300',
         '--heartbeat', '5',
+        '--console',
         ...this.extraArgs,
       ],
       { stdio: ['ignore', 'pipe', 'pipe'] },
@@ -95,6 +96,16 @@ export class Hub {
     });
     if (!res.ok) throw new Error(`publish ${res.status}: ${await res.text()}`);
     return (await res.json()) as { id?: string; ids?: string[] };
+  }
+
+  /** Open streams of one user on this hub (from the console's snapshot, publish key only). */
+  async streamsOf(user: string): Promise<number> {
+    const res = await fetch(`${this.url}/console/api/snapshot`, {
+      headers: { Authorization: `Bearer ${PUBLISH_KEY}` },
+    });
+    if (!res.ok) throw new Error(`snapshot ${res.status}: ${await res.text()}`);
+    const snapshot = (await res.json()) as { top_users: Array<{ name: string; streams: number }> };
+    return snapshot.top_users.find((u) => u.name === user)?.streams ?? 0;
   }
 
   async connections(): Promise<number> {

@@ -10,13 +10,8 @@ use common::*;
 use serde_json::{json, Value};
 
 fn herald(args: &[&str]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_herald"));
-    command.args(args).stdin(Stdio::null());
-    for (key, _) in std::env::vars() {
-        if key.starts_with("HERALD_") {
-            command.env_remove(key);
-        }
-    }
+    let mut command = herald_command();
+    command.args(args);
     command
 }
 

@@ -51,20 +51,14 @@ impl Server {
 
     /// `herald serve --listen 127.0.0.1:0 <args>` with extra environment variables.
     pub fn start_raw(args: &[&str], env: &[(&str, &str)]) -> Self {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_herald"));
+        let mut command = herald_command();
         command
             .arg("serve")
             .args(["--listen", "127.0.0.1:0"])
             .args(args)
             .env("HERALD_LOG", "info")
-            .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        for (key, _) in std::env::vars() {
-            if key.starts_with("HERALD_") {
-                command.env_remove(key);
-            }
-        }
         for (key, value) in env {
             command.env(key, value);
         }
@@ -173,14 +167,26 @@ fn redis_broker_args() -> Vec<String> {
     }
 }
 
+/// The binary cargo built, with no stdin and none of the `HERALD_*` settings of the environment
+/// the tests run in (so a developer's own configuration cannot change what a test sees).
+pub fn herald_command() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_herald"));
+    command.stdin(Stdio::null());
+    for (key, _) in std::env::vars() {
+        if key.starts_with("HERALD_") {
+            command.env_remove(key);
+        }
+    }
+    command
+}
+
 /// `herald serve` with the test secret and key plus `extra`, expected to refuse to start: asserts
 /// exit status 2 and returns what it printed on stderr.
 pub fn serve_refuses(extra: &[&str]) -> String {
-    let output = Command::new(env!("CARGO_BIN_EXE_herald"))
+    let output = herald_command()
         .args(["serve", "--listen", "127.0.0.1:0", "--jwt-secret", SECRET])
         .args(["--publish-key", KEY])
         .args(extra)
-        .stdin(Stdio::null())
         .output()
         .expect("run herald");
     let stderr = String::from_utf8_lossy(&output.stderr).into_owned();

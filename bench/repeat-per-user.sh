@@ -1,19 +1,20 @@
 #!/usr/bin/env bash
-# Repeats the per-user scenario (10k streams, 1000 and 10000 ev/s, three rounds) for herald, rawsse and nchan to see run-to-run spread.
+# Repeats the per-user scenario (10k streams) for herald, rawsse and nchan to see run-to-run spread.
+# TARGETS (default "herald rawsse nchan"), RATES (default "1000 10000") and ROUNDS (default 3) narrow it.
 set -u
 root="$(cd "$(dirname "$0")/.." && pwd)"; peers="${PEERS:-$root/../shared/peers}"; herald=$root/target/release/herald
 secret=bench-s; key=bench-k
 ulimit -n 20000
 out="${OUT:-/tmp/peruser.jsonl}"; : > "$out"
-for target in herald rawsse nchan; do
+for target in ${TARGETS:-herald rawsse nchan}; do
   case $target in herald) port=9100;; nchan) port=9101;; rawsse) port=9103;; esac
   case $target in
-    herald) HERALD_LOG=warn $herald serve --listen 127.0.0.1:$port --jwt-secret $secret --publish-key $key --history 100000 >/tmp/pu-herald.log 2>&1 & pid=$! ;;
+    herald) HERALD_LOG=warn ${SERVE_ENV:-} $herald serve --listen 127.0.0.1:$port --jwt-secret $secret --publish-key $key --history 100000 >/tmp/pu-herald.log 2>&1 & pid=$! ;;
     *) PORT=$port setsid $peers/$target/run.sh >/tmp/pu-$target.log 2>&1 & pid=$! ;;
   esac
   for _ in $(seq 1 100); do (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.1; done
   mpid=$pid; [ $target = nchan ] && mpid=$(pgrep -P $pid nginx | head -1)
-  for round in 1 2 3; do for rate in 1000 10000; do
+  for round in $(seq 1 "${ROUNDS:-3}"); do for rate in ${RATES:-1000 10000}; do
     HERALD_JWT_SECRET=$secret HERALD_PUBLISH_KEY=$key $herald bench --json --target $target --url 127.0.0.1:$port --pid $mpid --scenario per-user --streams 10000 --rate $rate --duration 10s | sed "s/^{/{\"round\":$round,\"rate\":$rate,/" >> $out
   done; done
   kill -TERM -- -$pid 2>/dev/null || kill -TERM $pid; wait $pid 2>/dev/null; pkill -f "nginx -c /tmp" 2>/dev/null

@@ -4,11 +4,22 @@
 //! which drains everything queued into one chunk so a burst becomes one socket write. There is
 //! no task per stream: the socket writer (hyper) polls the stream, and a push wakes it.
 //!
+//! A writer that owns a plain socket can also [attach](EventStream::attach_direct) it. Then an
+//! event for a user whose stream has nothing queued and no write in flight is written by the
+//! publishing thread itself, with one non-blocking `write`, as a hand-rolled server would: no
+//! wake-up, no task hop. Dispatch only *claims* the socket (under the broker's and registry's
+//! locks, so claims follow id order); the write happens after those locks are released
+//! ([`DirectWrites`]), so publishers on other threads never wait behind a syscall. While a claim
+//! is open, later frames queue behind it and the writer waits; whatever the socket does not take
+//! goes to the front of the queue for the writer. Fan-out events (topics, broadcast) always go
+//! through the queue, where bursts coalesce into one write per stream.
+//!
 //! The queue is bounded in frames and in bytes. A stream that falls behind past either bound is
 //! closed as a slow consumer: its queue is dropped at once (bounding memory whatever the client
 //! does) and it can reconnect with `Last-Event-ID` to resume from history.
 
 use std::collections::VecDeque;
+use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -59,12 +70,25 @@ pub struct QueueLimits {
     pub max_bytes: usize,
 }
 
+/// A socket the hub may write to from the publishing thread (see the module docs).
+pub trait DirectWrite: Send + Sync {
+    /// Writes what the socket takes now without blocking: the number of bytes written, or
+    /// `ErrorKind::WouldBlock` if it takes nothing.
+    fn try_write(&self, bytes: &[u8]) -> io::Result<usize>;
+}
+
 struct QueueState {
     frames: VecDeque<Arc<Frame>>,
     bytes: usize,
     waker: Option<Waker>,
     /// Set once; the stream ends after draining (graceful reasons) or at once (slow consumer).
     closed: Option<CloseReason>,
+    /// The socket, while direct writes are allowed.
+    direct: Option<Arc<dyn DirectWrite>>,
+    /// The writer holds a chunk it has not finished writing: a direct write now would overtake it.
+    writer_busy: bool,
+    /// A publisher has claimed the socket for one frame and will write it shortly.
+    claimed: bool,
 }
 
 /// The hub's side of a stream.
@@ -86,6 +110,8 @@ pub(crate) struct Conn {
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Push {
     Queued,
+    /// The socket is claimed for this frame: write it with [`Conn::write_claimed`].
+    Claimed,
     /// The stream is closed already; the frame was dropped.
     Closed,
     /// The queue was full: the stream is now closed as a slow consumer.
@@ -114,16 +140,40 @@ impl Conn {
                 bytes: 0,
                 waker: None,
                 closed: None,
+                direct: None,
+                writer_busy: false,
+                claimed: false,
             }),
         }
     }
 
     /// Queues a frame, enforcing the bounds.
     pub fn push(&self, frame: &Arc<Frame>, now: u64) -> Push {
+        self.offer(frame, now, false)
+    }
+
+    /// Claims the socket for a direct write if the stream has one and is idle (nothing queued,
+    /// nothing being written); otherwise queues the frame like [`Conn::push`].
+    pub fn claim_or_push(&self, frame: &Arc<Frame>, now: u64) -> Push {
+        self.offer(frame, now, true)
+    }
+
+    fn offer(&self, frame: &Arc<Frame>, now: u64, may_claim: bool) -> Push {
         let (result, waker) = {
             let mut state = self.state.lock();
             if state.closed.is_some() {
                 return Push::Closed;
+            }
+            if may_claim
+                && state.direct.is_some()
+                && state.frames.is_empty()
+                && !state.writer_busy
+                && !state.claimed
+            {
+                state.claimed = true;
+                drop(state);
+                self.last_activity.store(now, Ordering::Relaxed);
+                return Push::Claimed;
             }
             let len = frame.bytes.len();
             if state.frames.len() >= self.limits.max_frames
@@ -149,6 +199,43 @@ impl Conn {
         result
     }
 
+    /// Writes the frame this stream's socket was claimed for ([`Push::Claimed`]) and releases
+    /// the claim. What the socket does not take goes to the front of the queue, for the writer.
+    pub fn write_claimed(&self, frame: &Arc<Frame>) {
+        let waker = {
+            let mut state = self.state.lock();
+            state.claimed = false;
+            let dropped = state.closed == Some(CloseReason::SlowConsumer);
+            let unsent = match &state.direct {
+                // The stream is gone, or its queue was dropped: so is this frame.
+                None => None,
+                Some(_) if dropped => None,
+                Some(direct) => match direct.try_write(&frame.bytes) {
+                    Ok(written) if written > 0 => {
+                        record_deliveries(std::iter::once(&**frame));
+                        (written < frame.bytes.len())
+                            .then(|| Frame::control(frame.bytes.slice(written..)))
+                    }
+                    // A full socket buffer, or a broken socket the writer will find out about.
+                    _ => Some(frame.clone()),
+                },
+            };
+            if let Some(unsent) = unsent {
+                state.bytes += unsent.bytes.len();
+                state.frames.push_front(unsent);
+            }
+            // The writer waited while the claim was open; it has work now, or an end to see.
+            if state.frames.is_empty() && state.closed.is_none() {
+                None
+            } else {
+                state.waker.take()
+            }
+        };
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+
     /// Ends the stream. Queued frames are still written unless the reason is a slow consumer.
     pub fn close(&self, reason: CloseReason) {
         let waker = {
@@ -168,11 +255,15 @@ impl Conn {
         self.state.lock().closed
     }
 
-    /// Takes everything queued as one chunk, or registers the waker.
+    /// Takes everything queued as one chunk, or registers the waker. Being polled means the
+    /// previous chunk has been written.
     fn poll_chunk(&self, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
         let mut state = self.state.lock();
-        if state.frames.is_empty() {
-            if state.closed.is_some() {
+        state.writer_busy = false;
+        if state.frames.is_empty() || state.claimed {
+            // An open claim goes first; its writer wakes us when it is done.
+            if state.closed.is_some() && !state.claimed {
+                state.direct = None;
                 return Poll::Ready(None);
             }
             match &state.waker {
@@ -183,38 +274,73 @@ impl Conn {
         }
         let frames = std::mem::take(&mut state.frames);
         let total = std::mem::replace(&mut state.bytes, 0);
+        state.writer_busy = true;
         drop(state);
+        record_deliveries(frames.iter().map(|f| &**f));
         Poll::Ready(Some(coalesce(frames, total)))
+    }
+
+    fn attach_direct(&self, socket: Arc<dyn DirectWrite>) {
+        let mut state = self.state.lock();
+        if state.closed.is_none() {
+            state.direct = Some(socket);
+        }
+    }
+
+    fn detach_direct(&self) {
+        self.state.lock().direct = None;
     }
 }
 
-/// Joins queued frames into one buffer (one write), and records delivery metrics for events.
+/// Socket writes claimed during dispatch, done once the dispatcher has released its locks.
+#[derive(Default)]
+pub(crate) struct DirectWrites(Vec<(Arc<Conn>, Arc<Frame>)>);
+
+impl DirectWrites {
+    pub fn claimed(&mut self, conn: &Arc<Conn>, frame: &Arc<Frame>) {
+        self.0.push((conn.clone(), frame.clone()));
+    }
+
+    /// Writes every claimed frame, in the order claimed.
+    pub fn write(&mut self) {
+        for (conn, frame) in self.0.drain(..) {
+            conn.write_claimed(&frame);
+        }
+    }
+}
+
+impl Drop for DirectWrites {
+    /// A claim must never stay open (its stream would wait forever), whatever path drops this.
+    fn drop(&mut self) {
+        self.write();
+    }
+}
+
+/// Joins queued frames into one buffer (one write).
 fn coalesce(frames: VecDeque<Arc<Frame>>, total: usize) -> Bytes {
+    if frames.len() == 1 {
+        return frames[0].bytes.clone();
+    }
+    let mut buf = BytesMut::with_capacity(total);
+    for frame in &frames {
+        buf.extend_from_slice(&frame.bytes);
+    }
+    buf.freeze()
+}
+
+/// Counts the events among `frames` as delivered and records their latency.
+fn record_deliveries<'a>(frames: impl Iterator<Item = &'a Frame>) {
     let mut delivered = 0u64;
     let mut now = None;
-    let mut observe = |frame: &Frame| {
-        if let Some(published) = frame.published_us {
-            delivered += 1;
-            let now = *now.get_or_insert_with(unix_us);
-            let seconds = now.saturating_sub(published) as f64 / 1e6;
-            metrics::histogram!(m::DELIVERY_LATENCY).record(seconds);
-        }
-    };
-    let chunk = if frames.len() == 1 {
-        observe(&frames[0]);
-        frames[0].bytes.clone()
-    } else {
-        let mut buf = BytesMut::with_capacity(total);
-        for frame in &frames {
-            observe(frame);
-            buf.extend_from_slice(&frame.bytes);
-        }
-        buf.freeze()
-    };
+    for published in frames.filter_map(|frame| frame.published_us) {
+        delivered += 1;
+        let now = *now.get_or_insert_with(unix_us);
+        let seconds = now.saturating_sub(published) as f64 / 1e6;
+        metrics::histogram!(m::DELIVERY_LATENCY).record(seconds);
+    }
     if delivered > 0 {
         metrics::counter!(m::EVENTS_DELIVERED).increment(delivered);
     }
-    chunk
 }
 
 /// Something that can take a stream out of the hub when it ends.
@@ -250,10 +376,19 @@ impl EventStream {
     pub fn close(&self, reason: CloseReason) {
         self.conn.close(reason);
     }
+
+    /// Lets the hub write events for this stream's user straight to `socket` while nothing is
+    /// queued (see the module docs). The caller must then write each chunk this stream yields
+    /// completely before polling it again: being polled is how the stream learns the socket is
+    /// free. The hub lets go of the socket when the stream ends or is dropped.
+    pub fn attach_direct(&self, socket: Arc<dyn DirectWrite>) {
+        self.conn.attach_direct(socket);
+    }
 }
 
 impl Drop for EventStream {
     fn drop(&mut self) {
+        self.conn.detach_direct();
         self.conn.close(CloseReason::ClientGone);
         self.hub.unregister(&self.conn);
     }

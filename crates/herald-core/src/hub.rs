@@ -16,7 +16,7 @@ use std::time::Duration;
 use bytes::BytesMut;
 use parking_lot::{Mutex, RwLock};
 
-use crate::conn::{CloseReason, Conn, EventStream, QueueLimits, Unregister};
+use crate::conn::{CloseReason, Conn, DirectWrites, EventStream, Push, QueueLimits, Unregister};
 use crate::event::{Frame, HubEvent};
 use crate::history::{After, History};
 use crate::id::{unix_ms, EventId};
@@ -171,11 +171,26 @@ impl Hub {
     ///
     /// Brokers call this once per event, in id order, never concurrently with itself.
     pub fn dispatch(&self, event: Arc<HubEvent>) {
+        let mut writes = DirectWrites::default();
+        self.dispatch_claiming(&event, &mut writes);
+        writes.write();
+    }
+
+    /// [`Hub::dispatch`], leaving the socket writes it claims to the caller, who does them once
+    /// its own locks are released (see [`crate::conn`]).
+    pub(crate) fn dispatch_claiming(&self, event: &Arc<HubEvent>, writes: &mut DirectWrites) {
         let now = self.clock.load(Ordering::Relaxed);
         let registry = self.registry.read();
         self.history.lock().push(event.clone());
+        // Events for users reach a stream or a few: their sockets are written directly.
+        // Fan-out events are queued so that each stream's writer coalesces bursts.
+        let direct = event.targets.topics.is_empty() && !event.targets.users.is_empty();
         registry.for_each_recipient(&event.targets, |conn| {
-            conn.push(&event.frame, now);
+            if !direct {
+                conn.push(&event.frame, now);
+            } else if conn.claim_or_push(&event.frame, now) == Push::Claimed {
+                writes.claimed(conn, &event.frame);
+            }
         });
     }
 

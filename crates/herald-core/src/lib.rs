@@ -29,7 +29,7 @@ mod registry;
 pub mod topic;
 
 pub use broker::{Broker, BrokerError};
-pub use conn::{CloseReason, EventStream, QueueLimits};
+pub use conn::{CloseReason, DirectWrite, EventStream, QueueLimits};
 pub use event::{Frame, HubEvent, Targets};
 pub use herald::{Herald, PublishError};
 pub use hub::{Hub, HubConfig, HubStats, SubscribeError, SubscribeRequest, MISSED_EVENT};

@@ -89,6 +89,13 @@ impl Registry {
             self.conns.values().for_each(deliver);
             return;
         }
+        // The most common event: for one user. No duplicates are possible, nothing to collect.
+        if let ([user], []) = (&*targets.users, &*targets.topics) {
+            if let Some(conns) = self.users.get(user) {
+                conns.iter().for_each(deliver);
+            }
+            return;
+        }
         let mut lists: Vec<&[Arc<Conn>]> = Vec::new();
         for user in targets.users.iter() {
             if let Some(conns) = self.users.get(user) {

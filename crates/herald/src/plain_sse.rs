@@ -11,11 +11,16 @@
 //! 3. if the answer is an open stream, consume the head, write the response head, and hand the
 //!    socket to a small task that writes each queued chunk with one `write` call. The body ends
 //!    when the connection closes (`Connection: close`, no chunked framing: RFC 9112 §6.3).
+//!    The socket is also attached to the hub, which writes an event for the stream's user
+//!    itself when nothing is queued (`herald_core::DirectWrite`): one `write` from the
+//!    publishing thread, no wake-up of this task.
 //!
 //! Everything else — other routes, refused subscribes, heads split over several packets,
 //! HTTP/1.0 — goes to hyper with the socket untouched, so hyper answers it exactly as before.
 //! Refusals have no side effects, so running the router twice for them is harmless.
 
+use std::io;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -126,6 +131,15 @@ fn response_head(response: &Response<Body>) -> BytesMut {
     head
 }
 
+/// The stream's socket, shared by its task and the hub's direct writes.
+struct Socket(TcpStream);
+
+impl herald_core::DirectWrite for Socket {
+    fn try_write(&self, bytes: &[u8]) -> io::Result<usize> {
+        self.0.try_write(bytes)
+    }
+}
+
 /// Writes the stream to the socket until the hub ends it or the client goes away.
 async fn pump(
     mut socket: TcpStream,
@@ -141,6 +155,8 @@ async fn pump(
         return;
     }
     drop((consumed, head));
+    let socket = Arc::new(Socket(socket));
+    stream.attach_direct(socket.clone());
     loop {
         tokio::select! {
             chunk = stream.next() => match chunk {
@@ -148,7 +164,7 @@ async fn pump(
                     // A client that stops reading blocks this write once the socket buffers are
                     // full; its queue in the hub is bounded too, but a slow trickle of events
                     // might never fill it, so a write that makes no progress also ends it.
-                    match tokio::time::timeout(write_timeout, socket.write_all(&bytes)).await {
+                    match tokio::time::timeout(write_timeout, write_all(&socket.0, &bytes)).await {
                         Ok(Ok(())) => {}
                         Ok(Err(_)) => return,
                         Err(_) => {
@@ -159,14 +175,33 @@ async fn pump(
                 }
                 None => break,
             },
-            readable = socket.readable() => {
-                if readable.is_err() || client_closed(&socket) {
+            readable = socket.0.readable() => {
+                if readable.is_err() || client_closed(&socket.0) {
                     return;
                 }
             }
         }
     }
-    let _ = socket.shutdown().await;
+    // The stream has ended, so the hub has let go of the socket: close it after the last byte.
+    drop(stream);
+    if let Ok(Socket(mut socket)) = Arc::try_unwrap(socket) {
+        let _ = socket.shutdown().await;
+    }
+}
+
+/// `write_all` through a shared socket: the hub's direct writes use the same socket, which is
+/// why this task holds it by reference.
+async fn write_all(socket: &TcpStream, mut bytes: &[u8]) -> io::Result<()> {
+    while !bytes.is_empty() {
+        socket.writable().await?;
+        match socket.try_write(bytes) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(written) => bytes = &bytes[written..],
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(())
 }
 
 /// A stream's client sends nothing after its request, so a readable socket means it closed

@@ -487,3 +487,61 @@ async fn streams_work_over_http_1_0_and_with_a_head_split_across_packets() {
         }
     }
 }
+
+/// Events for a user are written to its sockets by the publisher when the stream is idle, and
+/// through the stream's queue otherwise (topic events, a busy or full socket). Whatever the mix,
+/// with publishers racing on several connections and events too big for one write, every tab
+/// gets every event once and in id order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn direct_and_queued_writes_never_reorder_or_repeat_events() {
+    const PUBLISHERS: usize = 4;
+    const ROUNDS: usize = 40;
+    let server = Server::start(&[]);
+    let addr = server.addr.clone();
+    let t = token("alice", &["room"]);
+    let mut tabs = vec![
+        Sse::open(&addr, open(&t, "topic=room")).await,
+        Sse::open(&addr, open(&t, "topic=room")).await,
+    ];
+    for tab in &mut tabs {
+        assert_eq!(tab.status, 200);
+    }
+    let big = "x".repeat(256 * 1024);
+    let publishers: Vec<_> = (0..PUBLISHERS)
+        .map(|p| {
+            let (addr, big) = (addr.clone(), big.clone());
+            tokio::spawn(async move {
+                for round in 0..ROUNDS {
+                    let data = if round % 16 == p {
+                        big.as_str()
+                    } else {
+                        "small"
+                    };
+                    publish(
+                        &addr,
+                        json!([
+                            {"user": "alice", "event": "user", "data": data},
+                            {"topic": "room", "event": "topic", "data": round},
+                            {"user": "alice", "event": "user", "data": round},
+                        ]),
+                    )
+                    .await;
+                }
+            })
+        })
+        .collect();
+    for publisher in publishers {
+        publisher.await.unwrap();
+    }
+    let total = PUBLISHERS * ROUNDS * 3;
+    for tab in &mut tabs {
+        let mut last = (0u64, 0u64);
+        for n in 0..total {
+            let event = tab.next_event().await;
+            let (ms, seq) = event.last_event_id.split_once('-').expect("ms-seq id");
+            let id = (ms.parse().unwrap(), seq.parse().unwrap());
+            assert!(id > last, "event {n}: {id:?} after {last:?}");
+            last = id;
+        }
+    }
+}

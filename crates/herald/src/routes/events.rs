@@ -233,6 +233,11 @@ impl Stream for LoggedStream {
 }
 
 impl LoggedStream {
+    /// See [`EventStream::attach_direct`].
+    pub fn attach_direct(&self, socket: Arc<dyn herald_core::DirectWrite>) {
+        self.inner.attach_direct(socket);
+    }
+
     /// Ends the stream because its client stopped taking bytes; counted with slow consumers.
     pub fn close_write_timeout(&self) {
         metrics::counter!(herald_core::metrics::SLOW_CONSUMER_DISCONNECTS).increment(1);

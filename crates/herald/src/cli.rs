@@ -147,6 +147,11 @@ pub struct ServeArgs {
     /// nodes after scaling out [default: unlimited].
     #[arg(long, env = "HERALD_MAX_STREAM_LIFETIME", value_parser = humantime::parse_duration)]
     pub max_stream_lifetime: Option<Duration>,
+    /// Threads serving connections [default: one per CPU core]. On a machine shared with
+    /// other busy processes (a load generator, a database), fewer threads can mean lower tail
+    /// latency: see docs/BENCHMARKS.md.
+    #[arg(long, env = "HERALD_WORKERS")]
+    pub workers: Option<usize>,
     /// Close a stream whose client takes no bytes for this long, e.g. 30s [default: 30s].
     #[arg(long, env = "HERALD_WRITE_TIMEOUT", value_parser = humantime::parse_duration)]
     pub write_timeout: Option<Duration>,

@@ -41,6 +41,7 @@ struct FileConfig {
     max_connections_per_user: Option<usize>,
     max_stream_lifetime: Option<String>,
     write_timeout: Option<String>,
+    workers: Option<usize>,
     max_connect_rate_per_ip: Option<u32>,
     publish_rate: Option<u32>,
     max_body_bytes: Option<usize>,
@@ -70,6 +71,8 @@ pub struct ServeConfig {
     pub max_stream_lifetime: Option<Duration>,
     /// A stream whose client takes no bytes for this long is closed.
     pub write_timeout: Duration,
+    /// Runtime worker threads (None = one per CPU core).
+    pub workers: Option<usize>,
     /// New connections per second from one IP address (None = unlimited).
     pub max_connect_rate_per_ip: Option<u32>,
     /// Events per second per publish key or publisher token (None = unlimited).
@@ -245,6 +248,7 @@ impl ServeConfig {
             max_body_bytes,
             max_stream_lifetime,
             write_timeout,
+            workers: pick(args.workers, file.workers).filter(|n| *n > 0),
             console,
             tls,
             schema: pick(args.schema, file.schema),

@@ -387,3 +387,29 @@ async fn slow_consumer_is_disconnected_and_counted_while_others_keep_receiving()
         .expect("logged");
     assert!(line.contains("slow_consumer"), "{line}");
 }
+
+/// Threads of the server process running its runtime's workers.
+fn worker_threads(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .expect("the server's threads")
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+        .filter(|name| name.trim() == "tokio-rt-worker")
+        .count()
+}
+
+#[tokio::test]
+async fn workers_sets_the_number_of_serving_threads() {
+    let one = Server::start(&["--workers", "1"]);
+    let three = Server::start_raw(
+        &["--jwt-secret", SECRET, "--publish-key", KEY],
+        &[("HERALD_WORKERS", "3")],
+    );
+    for (server, expected) in [(&one, 1), (&three, 3)] {
+        // Both still serve streams and publishes.
+        let t = token("alice", &[]);
+        let mut sse = Sse::ok(&server.addr, &t).await;
+        publish(&server.addr, json!({"user": "alice", "data": "hi"})).await;
+        assert_eq!(sse.next_event().await.data, "hi");
+        assert_eq!(worker_threads(server.pid()), expected);
+    }
+}

@@ -11,7 +11,6 @@ use tokio::net::TcpListener;
 
 use crate::app::{self, AppState};
 use crate::auth::Auth;
-use crate::cli::ServeArgs;
 use crate::commands::token;
 use crate::config::ServeConfig;
 use crate::limits::Limits;
@@ -26,8 +25,7 @@ const LATENCY_BUCKETS: &[f64] = &[
 /// The user the development token is minted for.
 const DEV_USER: &str = "dev-user";
 
-pub async fn run(args: ServeArgs) -> Result<(), String> {
-    let mut config = ServeConfig::resolve(args).map_err(|e| e.to_string())?;
+pub async fn run(mut config: ServeConfig) -> Result<(), String> {
     if config.dev_mode {
         config.jwt_secret = Some(random_secret());
         config.publish_keys = vec![format!("hk_{}", random_secret())];

@@ -332,14 +332,15 @@ fn coalesce(frames: VecDeque<Arc<Frame>>, total: usize) -> Bytes {
 fn record_deliveries<'a>(frames: impl Iterator<Item = &'a Frame>) {
     let mut delivered = 0u64;
     let mut now = None;
+    let series = m::per_event();
     for published in frames.filter_map(|frame| frame.published_us) {
         delivered += 1;
         let now = *now.get_or_insert_with(unix_us);
         let seconds = now.saturating_sub(published) as f64 / 1e6;
-        metrics::histogram!(m::DELIVERY_LATENCY).record(seconds);
+        series.latency.record(seconds);
     }
     if delivered > 0 {
-        metrics::counter!(m::EVENTS_DELIVERED).increment(delivered);
+        series.delivered.increment(delivered);
     }
 }
 

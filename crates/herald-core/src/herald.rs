@@ -81,7 +81,7 @@ impl Herald {
                 .map_err(|error| PublishError::Invalid { index, error })?;
         }
         let ids = self.broker.publish(batch).await?;
-        metrics::counter!(m::EVENTS_PUBLISHED).increment(ids.len() as u64);
+        m::per_event().published.increment(ids.len() as u64);
         Ok(ids)
     }
 

@@ -2,6 +2,15 @@
 //!
 //! The library only records; the binary installs a Prometheus exporter. Embedders that install
 //! no recorder pay almost nothing (the facade's no-op path).
+//!
+//! The series recorded for every event are looked up once ([`per_event`]): finding a series by
+//! name costs more than recording into it, and it happens once per delivery. Install the
+//! recorder before the hub handles its first event (or call [`describe`] right after
+//! installing it), since the handles are taken from whichever recorder is installed then.
+
+use std::sync::OnceLock;
+
+use metrics::{Counter, Histogram};
 
 pub const CONNECTIONS: &str = "herald_connections";
 pub const SUBSCRIPTIONS: &str = "herald_subscriptions";
@@ -15,9 +24,28 @@ pub const SLOW_CONSUMER_DISCONNECTS: &str = "herald_slow_consumer_disconnects_to
 pub const STREAMS_OPENED: &str = "herald_streams_opened_total";
 pub const STREAMS_REJECTED: &str = "herald_streams_rejected_total";
 
+/// Handles for the series recorded per event.
+pub(crate) struct PerEvent {
+    pub published: Counter,
+    pub delivered: Counter,
+    pub latency: Histogram,
+}
+
+static PER_EVENT: OnceLock<PerEvent> = OnceLock::new();
+
+/// The per-event series of the recorder installed at the first call.
+pub(crate) fn per_event() -> &'static PerEvent {
+    PER_EVENT.get_or_init(|| PerEvent {
+        published: metrics::counter!(EVENTS_PUBLISHED),
+        delivered: metrics::counter!(EVENTS_DELIVERED),
+        latency: metrics::histogram!(DELIVERY_LATENCY),
+    })
+}
+
 /// Registers help texts with the installed recorder and creates every series at zero, so
 /// dashboards and alerts see them before the first event. Call once after installing it.
 pub fn describe() {
+    per_event();
     for counter in [
         EVENTS_PUBLISHED,
         EVENTS_DELIVERED,

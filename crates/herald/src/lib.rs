@@ -15,6 +15,7 @@ pub mod publish_body;
 pub mod routes;
 pub mod schema;
 pub mod server;
+pub mod stream_writer;
 pub mod tls;
 
 use cli::{Cli, Command};

@@ -9,31 +9,29 @@
 //! 1. peek (not read) the request head and parse it with `httparse`;
 //! 2. run it through the same axum router as every other request (auth, CORS, subscribe);
 //! 3. if the answer is an open stream, consume the head, write the response head, and hand the
-//!    socket to a small task that writes each queued chunk with one `write` call. The body ends
-//!    when the connection closes (`Connection: close`, no chunked framing: RFC 9112 §6.3).
-//!    The socket is also attached to the hub, which writes an event for the stream's user
-//!    itself when nothing is queued (`herald_core::DirectWrite`): one `write` from the
-//!    publishing thread, no wake-up of this task.
+//!    socket to a small task ([`StreamWriter`]) that writes each queued chunk with one `write`
+//!    call. The body ends when the connection closes (`Connection: close`, no chunked framing:
+//!    RFC 9112 §6.3). The socket is also attached to the hub, which writes an event for the
+//!    stream's user itself when nothing is queued: one `write` from the publishing thread, no
+//!    wake-up of the task.
 //!
 //! Everything else — other routes, refused subscribes, heads split over several packets,
 //! HTTP/1.0 — goes to hyper with the socket untouched, so hyper answers it exactly as before.
 //! Refusals have no side effects, so running the router twice for them is harmless.
 
-use std::io;
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::Router;
 use bytes::BytesMut;
-use futures_util::StreamExt;
 use http::{header, HeaderName, HeaderValue, Request, Response};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tower::ServiceExt;
 
-use crate::routes::events::{LoggedStream, StreamSlot};
+use crate::routes::events::StreamSlot;
+use crate::stream_writer::StreamWriter;
 
 /// Longest request head this path looks at; longer heads go to hyper.
 const PEEK_BYTES: usize = 8 * 1024;
@@ -53,7 +51,7 @@ pub enum Outcome {
 /// Serves `socket` as an SSE stream if it is a successful `GET /events`. `alive` is held by the
 /// stream's task until it ends, so shutdown can wait for every stream.
 pub async fn try_stream(
-    socket: TcpStream,
+    mut socket: TcpStream,
     router: &Router,
     alive: &mpsc::Sender<()>,
     write_timeout: Duration,
@@ -82,14 +80,17 @@ pub async fn try_stream(
     };
     let head = response_head(&response);
     drop(response);
-    tokio::spawn(pump(
-        socket,
-        head_len,
-        head,
-        stream,
-        write_timeout,
-        alive.clone(),
-    ));
+    // The request head was only peeked at; consume it (it is in the socket buffer already) and
+    // answer. If the client is gone by now, dropping the stream takes it out of the hub.
+    let mut consumed = vec![0u8; head_len];
+    if socket.read_exact(&mut consumed).await.is_ok() && socket.write_all(&head).await.is_ok() {
+        tokio::spawn(StreamWriter::new(
+            socket,
+            stream,
+            write_timeout,
+            alive.clone(),
+        ));
+    }
     Outcome::Streaming
 }
 
@@ -129,88 +130,4 @@ fn response_head(response: &Response<Body>) -> BytesMut {
     }
     head.extend_from_slice(b"connection: close\r\n\r\n");
     head
-}
-
-/// The stream's socket, shared by its task and the hub's direct writes.
-struct Socket(TcpStream);
-
-impl herald_core::DirectWrite for Socket {
-    fn try_write(&self, bytes: &[u8]) -> io::Result<usize> {
-        self.0.try_write(bytes)
-    }
-}
-
-/// Writes the stream to the socket until the hub ends it or the client goes away.
-async fn pump(
-    mut socket: TcpStream,
-    head_len: usize,
-    head: BytesMut,
-    mut stream: LoggedStream,
-    write_timeout: Duration,
-    _alive: mpsc::Sender<()>,
-) {
-    // The head was only peeked at; consume it now (it is already in the socket buffer).
-    let mut consumed = vec![0u8; head_len];
-    if socket.read_exact(&mut consumed).await.is_err() || socket.write_all(&head).await.is_err() {
-        return;
-    }
-    drop((consumed, head));
-    let socket = Arc::new(Socket(socket));
-    stream.attach_direct(socket.clone());
-    loop {
-        tokio::select! {
-            chunk = stream.next() => match chunk {
-                Some(bytes) => {
-                    // A client that stops reading blocks this write once the socket buffers are
-                    // full; its queue in the hub is bounded too, but a slow trickle of events
-                    // might never fill it, so a write that makes no progress also ends it.
-                    match tokio::time::timeout(write_timeout, write_all(&socket.0, &bytes)).await {
-                        Ok(Ok(())) => {}
-                        Ok(Err(_)) => return,
-                        Err(_) => {
-                            stream.close_write_timeout();
-                            return;
-                        }
-                    }
-                }
-                None => break,
-            },
-            readable = socket.0.readable() => {
-                if readable.is_err() || client_closed(&socket.0) {
-                    return;
-                }
-            }
-        }
-    }
-    // The stream has ended, so the hub has let go of the socket: close it after the last byte.
-    drop(stream);
-    if let Ok(Socket(mut socket)) = Arc::try_unwrap(socket) {
-        let _ = socket.shutdown().await;
-    }
-}
-
-/// `write_all` through a shared socket: the hub's direct writes use the same socket, which is
-/// why this task holds it by reference.
-async fn write_all(socket: &TcpStream, mut bytes: &[u8]) -> io::Result<()> {
-    while !bytes.is_empty() {
-        socket.writable().await?;
-        match socket.try_write(bytes) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(written) => bytes = &bytes[written..],
-            Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
-            Err(error) => return Err(error),
-        }
-    }
-    Ok(())
-}
-
-/// A stream's client sends nothing after its request, so a readable socket means it closed
-/// (or sent something we ignore: pipelined requests on a stream are never served).
-fn client_closed(socket: &TcpStream) -> bool {
-    let mut scratch = [0u8; 64];
-    match socket.try_read(&mut scratch) {
-        Ok(0) => true,
-        Ok(_) => false,
-        Err(error) => error.kind() != std::io::ErrorKind::WouldBlock,
-    }
 }

@@ -21,27 +21,23 @@ pub mod tls;
 use cli::{Cli, Command};
 use config::ServeConfig;
 
-/// Runs one subcommand to completion on a runtime of its own. Errors are messages for the
-/// terminal.
-///
-/// `serve` runs its connections on serving threads of its own (`--workers`, see
-/// [`server::serve`]); its main runtime only has signals, timers and the broker to look after,
-/// so it is single-threaded.
+/// Runs one subcommand to completion on a runtime of its own (`serve` sizes it with
+/// `--workers`). Errors are messages for the terminal.
 pub fn run_blocking(cli: Cli) -> Result<(), String> {
-    match cli.command {
-        Command::Serve(args) => {
-            let config = ServeConfig::resolve(*args).map_err(|e| e.to_string())?;
-            runtime(&mut tokio::runtime::Builder::new_current_thread())?
-                .block_on(commands::serve::run(config))
-        }
-        command => runtime(&mut tokio::runtime::Builder::new_multi_thread())?
-            .block_on(run(Cli { command })),
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.enable_all();
+    let serve = match cli.command {
+        Command::Serve(args) => ServeConfig::resolve(*args).map_err(|e| e.to_string())?,
+        command => return runtime(&mut builder)?.block_on(run(Cli { command })),
+    };
+    if let Some(workers) = serve.workers {
+        builder.worker_threads(workers);
     }
+    runtime(&mut builder)?.block_on(commands::serve::run(serve))
 }
 
 fn runtime(builder: &mut tokio::runtime::Builder) -> Result<tokio::runtime::Runtime, String> {
     builder
-        .enable_all()
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))
 }

@@ -388,12 +388,12 @@ async fn slow_consumer_is_disconnected_and_counted_while_others_keep_receiving()
     assert!(line.contains("slow_consumer"), "{line}");
 }
 
-/// Threads of the server process serving connections.
+/// Threads of the server process running its runtime's workers.
 fn worker_threads(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/task"))
         .expect("the server's threads")
         .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
-        .filter(|name| name.starts_with("herald-serve-"))
+        .filter(|name| name.trim() == "tokio-rt-worker")
         .count()
 }
 

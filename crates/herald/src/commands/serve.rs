@@ -85,17 +85,12 @@ pub async fn run(mut config: ServeConfig) -> Result<(), String> {
         Some(files) => Some(tls::acceptor(&files.cert, &files.key)?),
         None => None,
     };
-    let workers = config.workers.unwrap_or_else(|| {
-        std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
-    });
-    let shutdown = server::signal();
     let scheme = if tls.is_some() { "https" } else { "http" };
-    let serving = server::start(listener, router, tls, limits, workers).await?;
     println!("herald listening on {scheme}://{addr}");
     if config.dev_mode {
         print_dev_banner(addr, &config)?;
     }
-    serving.run_until(shutdown, &herald).await;
+    server::serve(listener, router, herald, tls, limits, server::signal()).await;
     tracing::info!("stopped");
     Ok(())
 }

@@ -5,6 +5,8 @@
 #   bench/compare.sh                  # full run (about 15 minutes)
 #   QUICK=1 bench/compare.sh          # shorter runs, fewer streams (about 3 minutes)
 #   PEERS=../shared/peers TARGETS="herald rawsse" bench/compare.sh
+#   HERALD_WORKERS=1 bench/compare.sh # Herald with one worker thread (any HERALD_* setting of
+#                                     # `herald serve` passes through the environment)
 #
 # Every server gets a fresh process per scenario, so memory figures start from the same point.
 # Results (one JSON object per run) go to bench/results/<date>.jsonl; the table to stdout.

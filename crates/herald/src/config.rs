@@ -300,7 +300,7 @@ mod tests {
     #[test]
     fn flag_beats_file_and_file_beats_default() {
         let f = file(
-            "listen = \"127.0.0.1:9000\"\nheartbeat = 5\nhistory = 7\npublish-key = [\"k1\"]\n",
+            "listen = \"127.0.0.1:9000\"\nheartbeat = 5\nhistory = 7\npublish-key = [\"k1\"]\nworkers = 3\n",
         );
         let args = ServeArgs {
             config: Some(f.0.clone()),
@@ -312,6 +312,7 @@ mod tests {
         assert_eq!(config.listen.to_string(), "127.0.0.1:9000");
         assert_eq!(config.history, 7);
         assert_eq!(config.publish_keys, vec!["k1"]);
+        assert_eq!(config.workers, Some(3));
         assert!(!config.dev_mode);
     }
 

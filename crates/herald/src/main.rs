@@ -16,7 +16,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const MI_OPTION_ARENA_EAGER_COMMIT: libmimalloc_sys::mi_option_t = 4;
 
 /// Commit arena memory as it is used rather than up front: with 10k idle streams this keeps
-/// memory per stream at 1.7 KiB instead of 2.7 KiB (`herald bench --scenario idle`).
+/// memory per stream about 1 KiB lower than mimalloc's defaults (`herald bench --scenario idle`).
 /// `MIMALLOC_ARENA_EAGER_COMMIT` in the environment still overrides it.
 fn tune_allocator() {
     if std::env::var_os("MIMALLOC_ARENA_EAGER_COMMIT").is_none() {

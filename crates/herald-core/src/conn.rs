@@ -280,6 +280,20 @@ impl Conn {
         Poll::Ready(Some(coalesce(frames, total)))
     }
 
+    /// Ready if the stream was cut off as a slow consumer; otherwise wakes `cx` when anything
+    /// happens to the stream (a frame queued, or the cut).
+    fn poll_cut_off(&self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut state = self.state.lock();
+        if state.closed == Some(CloseReason::SlowConsumer) {
+            return Poll::Ready(());
+        }
+        match &state.waker {
+            Some(w) if w.will_wake(cx.waker()) => {}
+            _ => state.waker = Some(cx.waker().clone()),
+        }
+        Poll::Pending
+    }
+
     fn attach_direct(&self, socket: Arc<dyn DirectWrite>) {
         let mut state = self.state.lock();
         if state.closed.is_none() {
@@ -376,6 +390,12 @@ impl EventStream {
     /// Ends the stream from the connection's side (e.g. a write timed out), recording why.
     pub fn close(&self, reason: CloseReason) {
         self.conn.close(reason);
+    }
+
+    /// Ready once the hub has cut the stream off as a slow consumer (its queue is dropped, so a
+    /// writer stuck on a full socket can stop); until then `cx` is woken on any change.
+    pub fn poll_cut_off(&self, cx: &mut Context<'_>) -> Poll<()> {
+        self.conn.poll_cut_off(cx)
     }
 
     /// Lets the hub write events for this stream's user straight to `socket` while nothing is

@@ -77,9 +77,14 @@ impl StreamWriter {
         let socket = &self.socket.0;
         while unsent.has_remaining() {
             if socket.poll_write_ready(cx)?.is_pending() {
-                // A client that stops reading blocks the write once the socket buffers are full;
-                // its queue in the hub is bounded too, but a slow trickle of events might never
-                // fill it, so a write that makes no progress for the timeout also ends it.
+                // A client that stops reading blocks the write once the socket buffers are full.
+                // Its queue in the hub is bounded: past it, the hub cuts the stream off (and
+                // wakes this task), and there is no point finishing the write.
+                if self.stream.poll_cut_off(cx).is_ready() {
+                    return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
+                }
+                // A slow trickle of events might never fill the queue, so a write that makes no
+                // progress for the timeout also ends the stream.
                 let timeout = self.write_timeout;
                 let deadline = self
                     .deadline

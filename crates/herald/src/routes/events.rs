@@ -238,10 +238,18 @@ impl LoggedStream {
         self.inner.attach_direct(socket);
     }
 
-    /// Ends the stream because its client stopped taking bytes; counted with slow consumers.
+    /// Ends the stream because its client stopped taking bytes; counted with slow consumers
+    /// (unless the hub has already ended it, which counted it then).
     pub fn close_write_timeout(&self) {
-        metrics::counter!(herald_core::metrics::SLOW_CONSUMER_DISCONNECTS).increment(1);
-        self.inner.close(herald_core::CloseReason::WriteTimeout);
+        if self.inner.close_reason().is_none() {
+            metrics::counter!(herald_core::metrics::SLOW_CONSUMER_DISCONNECTS).increment(1);
+            self.inner.close(herald_core::CloseReason::WriteTimeout);
+        }
+    }
+
+    /// See [`EventStream::poll_cut_off`].
+    pub fn poll_cut_off(&self, cx: &mut Context<'_>) -> Poll<()> {
+        self.inner.poll_cut_off(cx)
     }
 }
 

@@ -91,6 +91,16 @@ struct QueueState {
     claimed: bool,
 }
 
+impl QueueState {
+    /// Keeps `cx`'s waker for the next push or close (the task polling the stream waits).
+    fn wake_later(&mut self, cx: &Context<'_>) {
+        match &self.waker {
+            Some(w) if w.will_wake(cx.waker()) => {}
+            _ => self.waker = Some(cx.waker().clone()),
+        }
+    }
+}
+
 /// The hub's side of a stream.
 pub(crate) struct Conn {
     pub id: u64,
@@ -266,10 +276,7 @@ impl Conn {
                 state.direct = None;
                 return Poll::Ready(None);
             }
-            match &state.waker {
-                Some(w) if w.will_wake(cx.waker()) => {}
-                _ => state.waker = Some(cx.waker().clone()),
-            }
+            state.wake_later(cx);
             return Poll::Pending;
         }
         let frames = std::mem::take(&mut state.frames);
@@ -287,10 +294,7 @@ impl Conn {
         if state.closed == Some(CloseReason::SlowConsumer) {
             return Poll::Ready(());
         }
-        match &state.waker {
-            Some(w) if w.will_wake(cx.waker()) => {}
-            _ => state.waker = Some(cx.waker().clone()),
-        }
+        state.wake_later(cx);
         Poll::Pending
     }
 

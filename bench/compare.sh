@@ -31,7 +31,15 @@ fi
 (cd "$root" && cargo build --release --quiet)
 ulimit -n 20000 2>/dev/null || true
 
-port_of() { case "$1" in herald) echo 9100;; nchan) echo 9101;; express) echo 9102;; rawsse) echo 9103;; esac; }
+port_of() { case "$1" in herald) echo 9100;; nchan) echo 9101;; express) echo 9102;; rawsse) echo 9103;;
+  herald-tls) echo 9110;; nchan-tls) echo 9111;; esac; }
+
+# One certificate for every TLS server (ECDSA P-256, as the peers' own script makes), trusted by
+# the load generator; an end-entity certificate with the name in subjectAltName, as rustls wants.
+tls_dir=$(mktemp -d)
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+  -keyout "$tls_dir/key.pem" -out "$tls_dir/cert.pem" -subj /CN=localhost \
+  -addext "subjectAltName=DNS:localhost" -addext "basicConstraints=critical,CA:FALSE" 2>/dev/null
 
 server_pid=""
 start() { # start TARGET: runs the server in the background and waits until it accepts
@@ -39,6 +47,11 @@ start() { # start TARGET: runs the server in the background and waits until it a
   case "$target" in
     herald) HERALD_LOG=warn "$herald" serve --listen "127.0.0.1:$port" --jwt-secret "$secret" \
               --publish-key "$key" --history 100000 >/tmp/bench-herald.log 2>&1 & server_pid=$! ;;
+    herald-tls) HERALD_LOG=warn "$herald" serve --listen "127.0.0.1:$port" --jwt-secret "$secret" \
+              --publish-key "$key" --history 100000 --tls-cert "$tls_dir/cert.pem" \
+              --tls-key "$tls_dir/key.pem" >/tmp/bench-herald-tls.log 2>&1 & server_pid=$! ;;
+    nchan-tls) PORT=$port CERT="$tls_dir/cert.pem" KEY="$tls_dir/key.pem" setsid "$peers/nchan/run-tls.sh" \
+              >/tmp/bench-nchan-tls.log 2>&1 & server_pid=$! ;;
     express) PORT=$port setsid "$peers/express-seed/run.sh" >/tmp/bench-express.log 2>&1 & server_pid=$! ;;
     *) PORT=$port setsid "$peers/$target/run.sh" >"/tmp/bench-$target.log" 2>&1 & server_pid=$! ;;
   esac
@@ -48,7 +61,7 @@ start() { # start TARGET: runs the server in the background and waits until it a
   done
   # The process that holds the sockets (run.sh execs into it; nginx forks workers).
   measured_pid=$server_pid
-  if [ "$target" = nchan ]; then
+  if [ "$target" = nchan ] || [ "$target" = nchan-tls ]; then
     measured_pid=$(pgrep -P "$server_pid" nginx | head -1 || echo "$server_pid")
   fi
 }
@@ -56,16 +69,17 @@ stop() {
   [ -n "$server_pid" ] || return 0
   kill -TERM -- "-$server_pid" 2>/dev/null || kill -TERM "$server_pid" 2>/dev/null || true
   wait "$server_pid" 2>/dev/null || true
-  if [ "$1" = nchan ]; then pkill -f "nginx -c /tmp" 2>/dev/null || true; fi
+  case "$1" in nchan|nchan-tls) pkill -f "nginx -c /tmp" 2>/dev/null || true;; esac
   server_pid=""
 }
-trap 'stop herald; stop nchan' EXIT
+trap 'stop herald; stop nchan; rm -rf "$tls_dir"' EXIT
 
-bench() { # bench TARGET ARGS...: one run, JSON appended to $out
-  local target=$1; shift
+bench() { # bench TARGET ARGS...: one run, JSON appended to $out (TARGET-tls: over TLS)
+  local target=$1 kind=${1%-tls}; shift
+  if [ "$kind" != "$target" ]; then set -- --tls-ca "$tls_dir/cert.pem" "$@"; fi
   HERALD_JWT_SECRET="$secret" HERALD_PUBLISH_KEY="$key" "$herald" bench --json \
-    --target "$target" --url "127.0.0.1:$(port_of "$target")" --pid "$measured_pid" "$@" \
-    | sed "s/^{/{\"args\":\"$*\",/" | tee -a "$out" >/dev/null || echo "  ($target $* failed)" >&2
+    --target "$kind" --url "127.0.0.1:$(port_of "$target")" --pid "$measured_pid" "$@" \
+    | sed "s|^{|{\"args\":\"$*\",|" | tee -a "$out" >/dev/null || echo "  ($target $* failed)" >&2
 }
 
 for target in $targets; do
@@ -85,6 +99,16 @@ for target in $targets; do
     start "$target"; bench "$target" --scenario reconnect --streams "$streams"; stop "$target"
   fi
   start "$target"; bench "$target" --scenario large --streams "$large_streams" --duration "$duration"; stop "$target"
+done
+
+# Encrypted streams: HTTP/1.1 over TLS, Herald and nginx + Nchan with the same certificate.
+for target in $targets; do
+  case "$target" in herald|nchan) ;; *) continue;; esac
+  target="$target-tls"
+  echo "== $target" >&2
+  start "$target"; bench "$target" --scenario idle --streams "$streams" --duration 3s; stop "$target"
+  start "$target"; bench "$target" --scenario broadcast --streams "$streams" --duration "$duration"; stop "$target"
+  start "$target"; bench "$target" --scenario per-user --streams "$streams" --rate 2000 --duration "$duration"; stop "$target"
 done
 
 python3 "$root/bench/table.py" "$out"

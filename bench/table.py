@@ -33,6 +33,8 @@ def label(r):
         parts.append(f"{opts.get('--rate')} ev/s")
     if "--batch" in opts:
         parts.append(f"batch {opts['--batch']}")
+    if "--tls-ca" in opts:
+        parts.append("TLS")
     return ", ".join(p for p in parts if p)
 
 

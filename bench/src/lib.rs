@@ -1,6 +1,7 @@
 //! `herald bench`: a load generator for Herald and the peers it is compared with.
 //!
-//! One run = one scenario against one server: open N SSE streams over raw HTTP/1.1, publish at a
+//! One run = one scenario against one server: open N SSE streams over raw HTTP/1.1 (plain or
+//! TLS), publish at a
 //! pace, count what arrives (latency from a timestamp inside each event, lost and duplicated
 //! events), and sample the server's RSS and CPU from `/proc`. `bench/compare.sh` runs every
 //! scenario against Herald and each peer in one go and prints the ratios.
@@ -12,6 +13,7 @@ mod scenario;
 mod stats;
 mod stream;
 mod target;
+mod transport;
 
 pub use report::Report;
 pub use target::Kind;
@@ -70,6 +72,13 @@ pub struct BenchArgs {
     /// Events per publish request (Herald only).
     #[arg(long, default_value_t = 1)]
     pub batch: usize,
+    /// Mark every published event `"retain": true` (Herald only): the retained-values path.
+    #[arg(long)]
+    pub retain: bool,
+    /// Send every publish request with a fresh `Idempotency-Key` (Herald only): the cost of
+    /// checking and remembering keys.
+    #[arg(long)]
+    pub idempotency_keys: bool,
     /// Concurrent publisher connections.
     #[arg(long, default_value_t = 4)]
     pub publishers: usize,
@@ -82,6 +91,12 @@ pub struct BenchArgs {
     /// Herald's --publish-key.
     #[arg(long, env = "HERALD_PUBLISH_KEY", default_value = "")]
     pub publish_key: String,
+    /// Connect over TLS (HTTP/1.1), trusting the PEM certificate or CA in this file.
+    #[arg(long)]
+    pub tls_ca: Option<std::path::PathBuf>,
+    /// The name the server's certificate must carry (TLS only).
+    #[arg(long, default_value = "localhost")]
+    pub tls_server_name: String,
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,

@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
 
 use crate::marker;
 use crate::stats::{new_histogram, Deliveries};
@@ -139,11 +138,12 @@ async fn publish_loop(
     deliveries: &Deliveries,
     started: Instant,
 ) -> Result<hdrhistogram::Histogram<u64>, String> {
-    let tcp = TcpStream::connect(server)
+    let conn = target
+        .transport
+        .connect(server)
         .await
-        .map_err(|e| format!("publisher connect: {e}"))?;
-    tcp.set_nodelay(true).ok();
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+        .map_err(|e| format!("publisher {e}"))?;
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(conn))
         .await
         .map_err(|e| format!("publisher handshake: {e}"))?;
     tokio::spawn(connection);
@@ -173,7 +173,7 @@ async fn publish_loop(
         let payloads: Vec<String> = (seq..seq + batch)
             .map(|n| marker::encode(n, plan.payload_size))
             .collect();
-        let publish = target.publish_request(dest, &payloads);
+        let publish = target.publish_request(dest, &payloads, seq);
         let mut request = http::Request::post(&publish.path).header("host", &target.host);
         for (name, value) in &publish.headers {
             request = request.header(*name, value);

@@ -10,6 +10,7 @@ use crate::report::Report;
 use crate::stats::{cpu_percent, Deliveries, LatencyShards, ProcessSample, SEQ_RING};
 use crate::stream::Streams;
 use crate::target::{Kind, Target};
+use crate::transport::Transport;
 use crate::{BenchArgs, Scenario};
 
 /// How long delivery may stall after publishing ends before the rest counts as lost.
@@ -26,6 +27,9 @@ pub async fn run(args: &BenchArgs) -> Result<Report, String> {
     if args.target == Kind::Herald && (args.jwt_secret.is_empty() || args.publish_key.is_empty()) {
         return Err("benchmarking Herald needs --jwt-secret and --publish-key (or HERALD_JWT_SECRET / HERALD_PUBLISH_KEY)".into());
     }
+    if (args.retain || args.idempotency_keys) && args.target != Kind::Herald {
+        return Err("--retain and --idempotency-keys are Herald features".into());
+    }
     if args.batch > 1 && !args.target.batches() {
         return Err(format!(
             "{} cannot publish batches; use --batch 1",
@@ -37,6 +41,12 @@ pub async fn run(args: &BenchArgs) -> Result<Report, String> {
         host: args.url.clone(),
         jwt_secret: args.jwt_secret.clone(),
         publish_key: args.publish_key.clone(),
+        retain: args.retain,
+        idempotency_keys: args.idempotency_keys,
+        transport: match &args.tls_ca {
+            Some(ca) => Transport::tls(ca, &args.tls_server_name)?,
+            None => Transport::plain(),
+        },
     };
     let mut report = Report {
         target: args.target.name().into(),
@@ -57,6 +67,7 @@ pub async fn run(args: &BenchArgs) -> Result<Report, String> {
     };
     let idle = sample(args.pid);
     let streams = Streams::open(
+        &target.transport,
         server,
         stream_count,
         |i| target.subscribe_request(&target.channel(i, broadcast), None),
@@ -163,6 +174,7 @@ async fn reconnect_storm(
     let warmup = Arc::new(Deliveries::default());
     let latency = Arc::new(LatencyShards::default());
     let streams = Streams::open(
+        &target.transport,
         server,
         args.streams,
         |i| target.subscribe_request(&target.channel(i, true), None),
@@ -193,6 +205,7 @@ async fn reconnect_storm(
     let started = Instant::now();
     let started_us = now_us();
     let streams = Streams::open(
+        &target.transport,
         server,
         args.streams,
         |i| target.subscribe_request(&target.channel(i, true), Some(&position)),
@@ -223,17 +236,16 @@ async fn reconnect_storm(
 /// Publishes one broadcast and returns the id Herald assigned to it.
 async fn publish_one(server: SocketAddr, target: &Target) -> Result<String, String> {
     use http_body_util::{BodyExt, Full};
-    let tcp = tokio::net::TcpStream::connect(server)
-        .await
-        .map_err(|e| e.to_string())?;
+    let conn = target.transport.connect(server).await?;
     let (mut sender, connection) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(conn))
             .await
             .map_err(|e| e.to_string())?;
     tokio::spawn(connection);
     let publish = target.publish_request(
         crate::target::Dest::All,
         &[crate::marker::encode(u64::MAX / 2, 0)],
+        u64::MAX / 2,
     );
     let mut request = http::Request::post(&publish.path).header("host", &target.host);
     for (name, value) in &publish.headers {

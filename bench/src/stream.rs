@@ -1,4 +1,5 @@
-//! Many SSE streams over raw HTTP/1.1, each a small task reading into one buffer.
+//! Many SSE streams over raw HTTP/1.1 (on TCP or TLS), each a small task reading into one
+//! buffer.
 //!
 //! Streams connect from source addresses spread over 127.0.x.y: one source address has only
 //! ~28k ephemeral ports, and the kernel reuses them slowly, so 18k streams plus reconnects
@@ -10,12 +11,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpSocket, TcpStream};
+use tokio::net::TcpSocket;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use crate::marker::{now_us, Scanner};
 use crate::stats::{Deliveries, LatencyShards};
+use crate::transport::{Conn, Transport};
 
 const READ_BUFFER: usize = 16 * 1024;
 const CONNECT_CONCURRENCY: usize = 256;
@@ -30,19 +32,20 @@ fn source_addr(index: usize) -> SocketAddr {
 /// Connects, sends `request`, and reads the response head. Returns the stream and any body
 /// bytes that arrived with the head.
 pub async fn connect(
+    transport: &Transport,
     server: SocketAddr,
     index: usize,
     request: &str,
-) -> Result<(TcpStream, Vec<u8>), String> {
+) -> Result<(Conn, Vec<u8>), String> {
     let socket = TcpSocket::new_v4().map_err(|e| format!("socket: {e}"))?;
     socket
         .bind(source_addr(index))
         .map_err(|e| format!("bind: {e}"))?;
-    let mut stream = socket
+    let tcp = socket
         .connect(server)
         .await
         .map_err(|e| format!("connect: {e}"))?;
-    stream.set_nodelay(true).ok();
+    let mut stream = transport.wrap(tcp).await?;
     stream
         .write_all(request.as_bytes())
         .await
@@ -93,6 +96,7 @@ pub struct Streams {
 impl Streams {
     /// Opens `count` streams; stream `i` sends `request(i)`.
     pub async fn open(
+        transport: &Transport,
         server: SocketAddr,
         count: usize,
         request: impl Fn(usize) -> String,
@@ -107,6 +111,7 @@ impl Streams {
         let started = Instant::now();
         for index in 0..count {
             let request = request(index);
+            let transport = transport.clone();
             let gate = gate.clone();
             let counters = counters.clone();
             let deliveries = deliveries.clone();
@@ -115,7 +120,7 @@ impl Streams {
             let ready_tx = ready_tx.clone();
             tasks.spawn(async move {
                 let permit = gate.acquire_owned().await;
-                let connected = connect(server, index, &request).await;
+                let connected = connect(&transport, server, index, &request).await;
                 drop(permit);
                 if connected.is_ok() {
                     counters.open.fetch_add(1, Ordering::Relaxed);
@@ -161,7 +166,7 @@ impl Streams {
 
 /// Reads until the server closes the stream, counting every marker seen.
 async fn read_events(
-    mut stream: TcpStream,
+    mut stream: Conn,
     leftover: Vec<u8>,
     index: usize,
     deliveries: &Deliveries,

@@ -54,6 +54,12 @@ pub struct Target {
     pub host: String,
     pub jwt_secret: String,
     pub publish_key: String,
+    /// Herald: publish every event with `"retain": true`.
+    pub retain: bool,
+    /// Herald: give every publish request its own `Idempotency-Key`.
+    pub idempotency_keys: bool,
+    /// TCP or TLS.
+    pub transport: crate::transport::Transport,
 }
 
 /// One HTTP request as bytes-to-be: method and path, extra headers, body.
@@ -101,17 +107,23 @@ impl Target {
     }
 
     /// A publish of `payloads` (one event each) to `dest`; `payloads.len() > 1` only for
-    /// servers that batch.
-    pub fn publish_request(&self, dest: Dest, payloads: &[String]) -> PublishRequest {
+    /// servers that batch. `seq` (the first event's sequence number) makes idempotency keys unique.
+    pub fn publish_request(&self, dest: Dest, payloads: &[String], seq: u64) -> PublishRequest {
         match self.kind {
             Kind::Herald => {
                 let events: Vec<serde_json::Value> = payloads
                     .iter()
-                    .map(|data| match dest {
-                        Dest::User(u) => {
-                            serde_json::json!({"user": user_name(u), "event": "b", "data": data})
+                    .map(|data| {
+                        let mut item = match dest {
+                            Dest::User(u) => {
+                                serde_json::json!({"user": user_name(u), "event": "b", "data": data})
+                            }
+                            Dest::All => serde_json::json!({"event": "b", "data": data}),
+                        };
+                        if self.retain {
+                            item["retain"] = serde_json::Value::Bool(true);
                         }
-                        Dest::All => serde_json::json!({"event": "b", "data": data}),
+                        item
                     })
                     .collect();
                 let body = if events.len() == 1 {
@@ -119,12 +131,16 @@ impl Target {
                 } else {
                     serde_json::to_vec(&events)
                 };
+                let mut headers = vec![
+                    ("authorization", format!("Bearer {}", self.publish_key)),
+                    ("content-type", "application/json".to_owned()),
+                ];
+                if self.idempotency_keys {
+                    headers.push(("idempotency-key", format!("bench-{seq}")));
+                }
                 PublishRequest {
                     path: "/publish".to_owned(),
-                    headers: vec![
-                        ("authorization", format!("Bearer {}", self.publish_key)),
-                        ("content-type", "application/json".to_owned()),
-                    ],
+                    headers,
                     body: body.unwrap_or_default(),
                 }
             }

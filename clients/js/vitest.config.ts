@@ -6,6 +6,7 @@ export default defineConfig({
     alias: {
       '@herald/client': fileURLToPath(new URL('./packages/client/src/index.ts', import.meta.url)),
       '@herald/react': fileURLToPath(new URL('./packages/react/src/index.tsx', import.meta.url)),
+      '@herald/server': fileURLToPath(new URL('./packages/server/src/index.ts', import.meta.url)),
     },
   },
   esbuild: { jsx: 'automatic' },

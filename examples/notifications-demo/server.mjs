@@ -50,8 +50,18 @@ export function createDemoBackend({ hubUrl, publishKey, secret, staticDir, speed
   const timers = new Set();
   let jobs = 0;
   let feedIndex = 0;
+  // The user's unread notifications, kept by the backend (your database's job): published as the
+  // retained `unread` event, so a page that opens shows the badge at once.
+  let unread = 0;
 
-  async function publish(body) {
+  // One publish at a time, in order: the counter's 3 never overtakes its 2.
+  let queue = Promise.resolve();
+  function publish(body) {
+    queue = queue.then(() => send(body));
+    return queue;
+  }
+
+  async function send(body) {
     try {
       const res = await fetch(`${hubUrl}/publish`, {
         method: 'POST',
@@ -69,26 +79,40 @@ export function createDemoBackend({ hubUrl, publishKey, secret, staticDir, speed
     timers.add(timer);
   }
 
+  /** A notification for the user, and the new unread count (retained: the badge of a page that opens). */
+  function notify(title, body) {
+    unread++;
+    return publish([
+      { user: USER, event: 'notification', data: body ? { title, body } : { title } },
+      { user: USER, event: 'unread', data: { count: unread }, retain: true },
+    ]);
+  }
+
+  /** `one`: a single notification was read; otherwise all of them. */
+  function markRead(one) {
+    unread = one ? Math.max(0, unread - 1) : 0;
+    return publish({ user: USER, event: 'unread', data: { count: 0 }, retain: true });
+  }
+
   function advanceOrder() {
     const order = orders.find((o) => o.status !== 'delivered');
     if (!order) {
-      for (const o of orders) o.status = 'placed'; // start the story again
+      // Start the story again, and say so: every open page shows the reset.
+      for (const o of orders) o.status = 'placed';
+      void publish(orders.map((o) => ({ user: USER, event: 'order_update', data: { orderId: o.id, status: o.status } })));
       return;
     }
     order.status = STATUSES[STATUSES.indexOf(order.status) + 1];
     void publish({ user: USER, event: 'order_update', data: { orderId: order.id, status: order.status } });
     if (order.status === 'shipped' || order.status === 'delivered') {
-      void publish({
-        user: USER,
-        event: 'notification',
-        data: { title: `Order ${order.id} ${order.status}`, body: `${order.item} is ${order.status}.` },
-      });
+      void notify(`Order ${order.id} ${order.status}`, `${order.item} is ${order.status}.`);
     }
   }
 
   function feed() {
     const text = HEADLINES[feedIndex++ % HEADLINES.length];
-    void publish({ topic: 'public/feed', event: 'feed_item', data: { id: feedIndex, text, at: Date.now() } });
+    // Retained: a page that opens shows the latest headline at once, not an empty feed.
+    void publish({ topic: 'public/feed', event: 'feed_item', data: { id: feedIndex, text, at: Date.now() }, retain: true });
   }
 
   function startImport() {
@@ -107,13 +131,20 @@ export function createDemoBackend({ hubUrl, publishKey, secret, staticDir, speed
       if (step >= total) {
         clearInterval(timer);
         timers.delete(timer);
-        void publish({ user: USER, event: 'job_progress', data: { jobId, status: 'done', stage: 'finished', message: '3000 rows imported' } });
-        void publish({ user: USER, event: 'notification', data: { title: 'Import finished', body: `${jobId}: 3000 rows imported.` } });
+        void publish({
+          user: USER,
+          event: 'job_progress',
+          data: { jobId, status: 'done', stage: 'finished', message: '3000 rows imported' },
+          retain: true,
+        });
+        void notify('Import finished', `${jobId}: 3000 rows imported.`);
       } else {
+        // Retained: a tab opened mid-way shows the running import where it is.
         void publish({
           user: USER,
           event: 'job_progress',
           data: { jobId, percent, stage: stage[0], status: 'running', message: `${step * 150} of 3000 rows` },
+          retain: true,
         });
       }
     }, 250 / speed);
@@ -126,6 +157,41 @@ export function createDemoBackend({ hubUrl, publishKey, secret, staticDir, speed
     res.end(JSON.stringify(body));
   }
 
+  /** The request's JSON body (at most 4 KiB), or undefined. */
+  function readJson(req) {
+    return new Promise((resolve) => {
+      let text = '';
+      req.setEncoding('utf8');
+      req.on('data', (chunk) => {
+        text += chunk;
+        if (text.length > 4096) req.destroy();
+      });
+      req.on('end', () => {
+        try {
+          resolve(text ? JSON.parse(text) : {});
+        } catch {
+          resolve(undefined);
+        }
+      });
+      req.on('error', () => resolve(undefined));
+    });
+  }
+
+  async function sendNotification(req, res) {
+    const body = await readJson(req);
+    const field = (name, fallback) => {
+      const value = body?.[name];
+      return typeof value === 'string' && value.trim() ? value.trim().slice(0, 200) : fallback;
+    };
+    if (body === undefined || (body.title !== undefined && typeof body.title !== 'string') || (body.body !== undefined && typeof body.body !== 'string')) {
+      return json(res, 400, { error: 'bad_request', message: 'expected {"title"?: string, "body"?: string}' });
+    }
+    const title = field('title', 'Hello from the backend');
+    const text = field('body', new Date().toLocaleTimeString());
+    await notify(title, text);
+    return json(res, 200, { ok: true, unread });
+  }
+
   function handle(req, res) {
     const url = new URL(req.url ?? '/', 'http://demo');
     if (url.pathname === '/api/config') return json(res, 200, { hub: `${hubUrl}/events`, user: USER });
@@ -135,9 +201,11 @@ export function createDemoBackend({ hubUrl, publishKey, secret, staticDir, speed
     }
     if (url.pathname === '/api/orders') return json(res, 200, orders);
     if (url.pathname === '/api/import' && req.method === 'POST') return json(res, 200, { jobId: startImport() });
-    if (url.pathname === '/api/notify' && req.method === 'POST') {
-      void publish({ user: USER, event: 'notification', data: { title: 'Hello from the backend', body: new Date().toLocaleTimeString() } });
-      return json(res, 200, { ok: true });
+    if (url.pathname === '/api/notify' && req.method === 'POST') return void sendNotification(req, res);
+    if (url.pathname === '/api/read' && req.method === 'POST') {
+      return void readJson(req)
+        .then((body) => markRead(body?.one === true))
+        .then(() => json(res, 200, { ok: true, unread }));
     }
     const file = url.pathname === '/' ? 'index.html' : url.pathname.slice(1);
     const path = join(staticDir, file);

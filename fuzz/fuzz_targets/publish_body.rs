@@ -5,9 +5,9 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|body: &[u8]| {
-    if let Ok(decoded) = herald::publish_body::decode(body) {
-        assert!(!decoded.publications.is_empty());
-        for publication in &decoded.publications {
+    if let Ok(decoded) = herald::publish_body::decode(body, None) {
+        assert!(!decoded.batch.is_empty());
+        for publication in decoded.batch.iter() {
             assert!(publication.validate().is_ok(), "{publication:?}");
         }
     }

@@ -46,6 +46,8 @@ export class Hub {
 
   async start(): Promise<void> {
     if (!existsSync(HERALD)) throw new Error(`${HERALD} not found: cargo build --release -p herald`);
+    // Defaults that `extraArgs` may override (the hub takes each flag once).
+    const defaults: Array<[flag: string, value: string]> = [['--retry-ms', '300'], ['--heartbeat', '5']];
     const child = spawn(
       HERALD,
       [
@@ -54,8 +56,7 @@ export class Hub {
         '--jwt-secret', SECRET,
         '--publish-key', PUBLISH_KEY,
         '--cors-origin', this.corsOrigin,
-        '--retry-ms', '300',
-        '--heartbeat', '5',
+        ...defaults.filter(([flag]) => !this.extraArgs.includes(flag)).flat(),
         '--console',
         ...this.extraArgs,
       ],
@@ -106,6 +107,15 @@ export class Hub {
     if (!res.ok) throw new Error(`snapshot ${res.status}: ${await res.text()}`);
     const snapshot = (await res.json()) as { top_users: Array<{ name: string; streams: number }> };
     return snapshot.top_users.find((u) => u.name === user)?.streams ?? 0;
+  }
+
+  /** The id of the newest event this hub published (console snapshot, publish key only). */
+  async lastEventId(): Promise<string> {
+    const res = await fetch(`${this.url}/console/api/snapshot`, {
+      headers: { Authorization: `Bearer ${PUBLISH_KEY}` },
+    });
+    if (!res.ok) throw new Error(`snapshot ${res.status}: ${await res.text()}`);
+    return String(((await res.json()) as { last_event_id: unknown }).last_event_id ?? '');
   }
 
   async connections(): Promise<number> {

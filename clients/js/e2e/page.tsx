@@ -1,5 +1,10 @@
 // The browser test page: a small app on the real packages (bundled by esbuild from their dist).
-import { createClient, type MissedInfo } from '@herald/client';
+import {
+  createClient,
+  type BroadcastChannelConstructor,
+  type BroadcastChannelLike,
+  type MissedInfo,
+} from '@herald/client';
 import {
   HeraldProvider,
   createHeraldHooks,
@@ -17,12 +22,15 @@ type Events = {
 
 interface TestWindow {
   __ticks: number[];
+  /** The hub's id of every tick, in dispatch order. */
+  __tickIds: string[];
   __missed: MissedInfo[];
   __states: string[];
   __client: ReturnType<typeof createClient<Events>>;
 }
 const w = window as unknown as TestWindow;
 w.__ticks = [];
+w.__tickIds = [];
 w.__missed = [];
 w.__states = [];
 
@@ -30,6 +38,36 @@ const params = new URLSearchParams(location.search);
 const hub = params.get('hub') ?? 'http://127.0.0.1:8080';
 const sub = params.get('sub') ?? 'u1';
 const ttl = params.get('ttl') ?? '3600';
+
+/**
+ * `bcDelay`: this tab handles BroadcastChannel messages a random 0..bcDelay ms late (the same for
+ * all of them, plus jitter; in order), like a tab busy rendering: another tab's relays are still
+ * queued here when the lock hands this tab the lead. Injected through `crossTab.BroadcastChannel`.
+ */
+function slowBroadcastChannel(maxDelayMs: number): BroadcastChannelConstructor {
+  const latencyMs = Math.random() * maxDelayMs;
+  return class SlowBroadcastChannel implements BroadcastChannelLike {
+    onmessage: ((ev: MessageEvent) => void) | null = null;
+    private readonly channel: BroadcastChannel;
+    private lastAt = 0;
+    constructor(name: string) {
+      this.channel = new BroadcastChannel(name);
+      this.channel.onmessage = (ev) => {
+        // Non-decreasing deadlines keep the messages in order.
+        const at = Math.max(this.lastAt, performance.now() + latencyMs + Math.random() * 2);
+        this.lastAt = at;
+        setTimeout(() => this.onmessage?.(ev), at - performance.now());
+      };
+    }
+    postMessage(message: unknown): void {
+      this.channel.postMessage(message);
+    }
+    close(): void {
+      this.channel.close();
+    }
+  };
+}
+const bcDelay = Number(params.get('bcDelay') ?? '0');
 
 const client = createClient<Events>({
   url: `${hub}/events`,
@@ -39,14 +77,21 @@ const client = createClient<Events>({
     return ((await res.json()) as { token: string }).token;
   },
   crossTab: params.has('crossTab')
-    ? { key: `e2e-${params.get('crossTab')}`, ...(params.get('election') === 'heartbeat' ? { locks: null } : {}) }
+    ? {
+        key: `e2e-${params.get('crossTab')}`,
+        ...(params.get('election') === 'heartbeat' ? { locks: null } : {}),
+        ...(bcDelay > 0 ? { BroadcastChannel: slowBroadcastChannel(bcDelay) } : {}),
+      }
     : false,
   transport: (params.get('transport') as 'fetch' | 'eventsource' | null) ?? 'auto',
   backoff: { maxDelayMs: 1000 },
   onMissed: (info) => w.__missed.push(info),
 });
 w.__client = client;
-client.on('tick', ({ n }) => w.__ticks.push(n));
+client.on('tick', ({ n }, meta) => {
+  w.__ticks.push(n);
+  w.__tickIds.push(meta.id);
+});
 client.onStateChange((s) => w.__states.push(s.state));
 
 const { useSSE } = createHeraldHooks<Events>();

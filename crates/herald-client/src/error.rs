@@ -28,3 +28,15 @@ impl ClientError {
         Self::Status { status, message }
     }
 }
+
+/// An error with its sources, which is where hyper puts the useful part ("connection refused").
+pub(crate) fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

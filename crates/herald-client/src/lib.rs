@@ -22,12 +22,11 @@
 //! # Ok(()) }
 //! ```
 
-mod backoff;
 mod error;
 mod publisher;
 mod subscriber;
 
-pub use backoff::Backoff;
 pub use error::ClientError;
-pub use publisher::{PublishItem, Publisher};
+pub use herald_core::backoff::Backoff;
+pub use publisher::{PublishItem, Publisher, Retain};
 pub use subscriber::{subscribe, Event, EventStream, SubscribeOptions, MISSED_EVENT};

@@ -29,6 +29,49 @@ pub struct PublishItem {
     pub topics: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retry: Option<u64>,
+    /// Makes the event its targets' retained value (or clears it): what a page that opens
+    /// shows at once.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "retain_field"
+    )]
+    pub retain: Option<Retain>,
+}
+
+/// What a publish does to its targets' retained values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retain {
+    /// The event becomes the retained value (`"retain": true`).
+    Keep,
+    /// The retained value is forgotten, and the event reaches no stream (`"retain": "clear"`).
+    Clear,
+}
+
+/// `"retain"` as the hub writes it: `true`, `"clear"`, or absent (`false` reads as absent).
+mod retain_field {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use super::Retain;
+
+    pub fn serialize<S: Serializer>(retain: &Option<Retain>, s: S) -> Result<S::Ok, S::Error> {
+        match retain {
+            Some(Retain::Keep) => s.serialize_bool(true),
+            Some(Retain::Clear) => s.serialize_str("clear"),
+            None => s.serialize_bool(false),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Retain>, D::Error> {
+        match serde_json::Value::deserialize(d)? {
+            serde_json::Value::Bool(true) => Ok(Some(Retain::Keep)),
+            serde_json::Value::Bool(false) => Ok(None),
+            serde_json::Value::String(s) if s == "clear" => Ok(Some(Retain::Clear)),
+            _ => Err(serde::de::Error::custom(
+                r#"retain must be true, false or "clear""#,
+            )),
+        }
+    }
 }
 
 impl PublishItem {
@@ -42,7 +85,14 @@ impl PublishItem {
             topic: None,
             topics: None,
             retry: None,
+            retain: None,
         }
+    }
+
+    /// The same event, kept as its targets' retained value.
+    pub fn retained(mut self) -> Self {
+        self.retain = Some(Retain::Keep);
+        self
     }
 
     /// An event for all of one user's streams.
@@ -157,23 +207,51 @@ impl Publisher {
 
     /// Publishes one event; returns its id.
     pub async fn publish(&self, item: &PublishItem) -> Result<String, ClientError> {
+        self.publish_idempotent(item, None).await
+    }
+
+    /// Publishes one event, once per `idempotency_key` (sent as `Idempotency-Key`): a retry
+    /// with the same key (after a timeout, say) gets the first attempt's id back, and the hub
+    /// delivers the event once.
+    pub async fn publish_idempotent(
+        &self,
+        item: &PublishItem,
+        idempotency_key: Option<&str>,
+    ) -> Result<String, ClientError> {
         let body = serde_json::to_vec(item).map_err(encode_error)?;
-        let answer: OneId = decode(&self.publish_raw(body.into()).await?)?;
+        let answer: OneId = decode(&self.send(body.into(), idempotency_key).await?)?;
         Ok(answer.id)
     }
 
     /// Publishes a batch in one request: all are accepted or none. Returns the ids in order.
     pub async fn publish_batch(&self, items: &[PublishItem]) -> Result<Vec<String>, ClientError> {
+        self.publish_batch_idempotent(items, None).await
+    }
+
+    /// [`Publisher::publish_batch`], once per `idempotency_key`.
+    pub async fn publish_batch_idempotent(
+        &self,
+        items: &[PublishItem],
+        idempotency_key: Option<&str>,
+    ) -> Result<Vec<String>, ClientError> {
         let body = serde_json::to_vec(items).map_err(encode_error)?;
-        let answer: ManyIds = decode(&self.publish_raw(body.into()).await?)?;
+        let answer: ManyIds = decode(&self.send(body.into(), idempotency_key).await?)?;
         Ok(answer.ids)
     }
 
     /// Sends a body as is (a JSON object or array) and returns the hub's JSON answer.
     pub async fn publish_raw(&self, body: Bytes) -> Result<Bytes, ClientError> {
-        let request = http::Request::post(&self.url)
+        self.send(body, None).await
+    }
+
+    async fn send(&self, body: Bytes, idempotency_key: Option<&str>) -> Result<Bytes, ClientError> {
+        let mut request = http::Request::post(&self.url)
             .header(http::header::AUTHORIZATION, &self.authorization)
-            .header(http::header::CONTENT_TYPE, "application/json")
+            .header(http::header::CONTENT_TYPE, "application/json");
+        if let Some(key) = idempotency_key {
+            request = request.header("idempotency-key", key);
+        }
+        let request = request
             .body(Full::new(body))
             .map_err(|e| ClientError::InvalidUrl {
                 url: self.url.clone(),
@@ -187,7 +265,7 @@ impl Publisher {
                 .await
                 .map_err(|e| ClientError::Unreachable {
                     url: self.url.clone(),
-                    reason: crate::subscriber::error_chain(&e),
+                    reason: crate::error::error_chain(&e),
                 })?;
         let status = response.status();
         let body = response

@@ -1,17 +1,27 @@
 //! The broker: where events get their ids and from where they reach every node's hub.
 //!
 //! A broker accepts validated batches, assigns each event an id in one global order, stores it in
-//! history and delivers it to the hub of every node by calling [`Hub::dispatch`] in id order.
+//! history and delivers it to the hub of every node by calling [`Hub::dispatch`](crate::Hub::dispatch)
+//! in id order.
 //! The in-memory broker does all of that in-process; the Redis broker does it across nodes. The
 //! hub does not know which one it is running on.
+//!
+//! This module is what a broker implementation needs (the trait, the routed form of an event,
+//! and the embedded broker as an example); an application embedding the hub needs none of it.
+
+pub use crate::event::{Frame, HubEvent, Targets};
+pub use crate::memory::MemoryBroker;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::event::HubEvent;
+use crate::announce::PresenceBook;
 use crate::id::EventId;
-use crate::publication::Publication;
+use crate::idempotency::{IdempotencyKey, Published};
+use crate::presence::{PresenceAnswer, PresenceQuery};
+use crate::publication::Batch;
 
 /// The broker could not do what was asked; the caller should answer 503.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -20,17 +30,45 @@ pub struct BrokerError(pub String);
 
 #[async_trait]
 pub trait Broker: Send + Sync + 'static {
-    /// Accepts a batch of validated publications: either every event gets an id (returned in
-    /// order) and will be delivered, or none does.
-    async fn publish(&self, batch: &[Publication]) -> Result<Vec<EventId>, BrokerError>;
+    /// Accepts a batch: either every event gets an id (returned in order) and will be
+    /// delivered, or none does. With `once`, a key already seen within its window answers the
+    /// first attempt's ids and publishes nothing, checked atomically with the publish.
+    async fn publish(
+        &self,
+        batch: &Batch,
+        once: Option<&IdempotencyKey>,
+    ) -> Result<Published, BrokerError>;
 
-    /// Events with ids in `(after, upto]` from history older than the hub's own window, or
-    /// `None` if the broker keeps nothing that old (the client then gets `herald.missed`).
+    /// Up to `limit` events with ids in `(after, upto]`, oldest first, from history older than
+    /// the hub's own window; `None` if the broker no longer keeps (or never kept) what follows
+    /// `after`, or `after` is further back than resume may reach (the client then gets
+    /// `herald.missed`). A replay asks page by page, each page starting after the last event of
+    /// the one before, as the client takes them.
     async fn history(
         &self,
         after: EventId,
         upto: EventId,
+        limit: usize,
     ) -> Result<Option<Vec<Arc<HubEvent>>>, BrokerError>;
+
+    /// Presence across every node: `local` is this node's answer; a broker that spans nodes
+    /// adds the others'. The embedded broker has nothing to add.
+    async fn presence(
+        &self,
+        query: &PresenceQuery,
+        local: PresenceAnswer,
+    ) -> Result<PresenceAnswer, BrokerError> {
+        let _ = query;
+        Ok(local)
+    }
+
+    /// The cluster's view of which node has streams of which user, for online/offline
+    /// announcements ([`crate::announce`]) with this offline delay; `None` (the default) for a
+    /// single node, which then keeps its own.
+    fn presence_book(&self, offline_delay: Duration) -> Option<Arc<dyn PresenceBook>> {
+        let _ = offline_delay;
+        None
+    }
 
     /// Can the broker accept and deliver events right now? Drives `/readyz`.
     fn is_ready(&self) -> bool;

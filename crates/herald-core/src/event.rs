@@ -9,7 +9,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use crate::id::EventId;
-use crate::publication::Publication;
+use crate::labels::Labels;
+use crate::publication::{Publication, Retain};
 use crate::topic::Pattern;
 
 /// Encoded bytes ready for the socket, plus when the event was accepted (for latency metrics).
@@ -65,9 +66,23 @@ pub struct HubEvent {
     pub event: Option<Box<str>>,
     pub targets: Targets,
     pub frame: Arc<Frame>,
+    /// What keeping it in history costs, in bytes ([`Publication::history_cost`]).
+    pub cost: usize,
+    /// What it does to retained values; a `Clear` reaches no stream.
+    pub retain: Retain,
+    /// A labelled event reaches filtered streams only ([`crate::labels`]). Boxed: most events
+    /// have none, and every event in history pays for the field.
+    pub labels: Option<Box<Labels>>,
+    /// The `id:` on the wire when it is not the hub's (labelled events only).
+    pub wire_id: Option<Box<str>>,
 }
 
 impl HubEvent {
+    /// Does this event go to streams at all (a retained-value clear does not)?
+    pub fn is_delivered(&self) -> bool {
+        self.retain != Retain::Clear
+    }
+
     /// Builds the routed form of a *validated* publication.
     ///
     /// The publication must have passed [`Publication::validate`]; an event name that would make
@@ -77,7 +92,7 @@ impl HubEvent {
         let mut event = herald_proto::EventRef {
             event: publication.event.as_deref(),
             data: &publication.data,
-            id: Some(&id_text),
+            id: Some(publication.wire_id.as_deref().unwrap_or(&id_text)),
             retry: publication.retry,
         };
         let mut bytes = Vec::with_capacity(event.size_hint());
@@ -87,6 +102,10 @@ impl HubEvent {
         }
         Self {
             id,
+            cost: publication.history_cost(),
+            retain: publication.retain,
+            labels: publication.labels.clone().map(Box::new),
+            wire_id: publication.wire_id.as_deref().map(Into::into),
             event: publication.event.as_deref().map(Into::into),
             targets: Targets {
                 users: publication

@@ -15,28 +15,28 @@
 //! ```
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde::Serialize;
+use tokio::sync::mpsc;
 
+use crate::announce::{Announcement, Announcer, LocalBook};
 use crate::broker::{Broker, BrokerError};
 use crate::conn::EventStream;
-use crate::hub::{
-    Hub, HubConfig, Older, OlderEvents, Registered, SubscribeError, SubscribeRequest,
-};
+use crate::hub::{Hub, HubConfig, SubscribeError, SubscribeRequest};
 use crate::id::EventId;
+use crate::idempotency::{IdempotencyKey, Published};
 use crate::memory::MemoryBroker;
 use crate::metrics as m;
-use crate::publication::{Publication, PublicationError};
+use crate::presence::{PresenceAnswer, PresenceQuery};
+use crate::publication::{Batch, Publication, PublicationError};
 
 /// Why a publish failed.
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {
-    /// Item `index` of the batch is invalid; nothing was published.
-    #[error("item {index}: {error}")]
-    Invalid {
-        index: usize,
-        error: PublicationError,
-    },
+    /// The event is invalid; nothing was published.
+    #[error(transparent)]
+    Invalid(#[from] PublicationError),
     #[error("data could not be serialised as JSON: {0}")]
     Serialize(#[from] serde_json::Error),
     #[error(transparent)]
@@ -73,20 +73,29 @@ impl Herald {
         self.broker.is_ready() && !self.hub.is_shutting_down()
     }
 
-    /// Validates the whole batch, then publishes it; all or nothing.
-    pub async fn publish(&self, batch: &[Publication]) -> Result<Vec<EventId>, PublishError> {
-        for (index, publication) in batch.iter().enumerate() {
-            publication
-                .validate()
-                .map_err(|error| PublishError::Invalid { index, error })?;
+    /// Publishes a batch (validated when it was made); all or nothing.
+    pub async fn publish(&self, batch: &Batch) -> Result<Vec<EventId>, BrokerError> {
+        Ok(self.publish_once(batch, None).await?.ids)
+    }
+
+    /// [`Herald::publish`], once per idempotency key: a key seen within its window answers the
+    /// first attempt's ids and publishes nothing ([`crate::idempotency`]).
+    pub async fn publish_once(
+        &self,
+        batch: &Batch,
+        key: Option<&IdempotencyKey>,
+    ) -> Result<Published, BrokerError> {
+        let published = self.broker.publish(batch, key).await?;
+        if !published.repeated {
+            m::per_event()
+                .published
+                .increment(published.ids.len() as u64);
         }
-        let ids = self.broker.publish(batch).await?;
-        m::per_event().published.increment(ids.len() as u64);
-        Ok(ids)
+        Ok(published)
     }
 
     async fn publish_one(&self, publication: Publication) -> Result<EventId, PublishError> {
-        let ids = self.publish(std::slice::from_ref(&publication)).await?;
+        let ids = self.publish(&Batch::one(publication)?).await?;
         ids.into_iter()
             .next()
             .ok_or_else(|| BrokerError("broker returned no id".into()).into())
@@ -143,29 +152,23 @@ impl Herald {
                     .map_err(|error| SubscribeError::Broker(error.0))?;
             }
         }
-        let mut older = Older::NotFetched;
-        // History older than the hub's window comes from the broker; the window can move while
-        // we fetch, so try a few times before giving up with `herald.missed`.
-        for _ in 0..3 {
-            match self.hub.register(&request, older)? {
-                Registered::Stream(stream) => return Ok(stream),
-                Registered::NeedOlder { after, floor } => {
-                    older = match self.broker.history(after, floor).await {
-                        Ok(Some(events)) => Older::Fetched(OlderEvents {
-                            after,
-                            events,
-                            upto: floor,
-                        }),
-                        Ok(None) => Older::Unavailable,
-                        Err(error) => return Err(SubscribeError::Broker(error.0)),
-                    };
-                }
-            }
-        }
-        match self.hub.register(&request, Older::Unavailable)? {
-            Registered::Stream(stream) => Ok(stream),
-            Registered::NeedOlder { .. } => Err(SubscribeError::Broker("history moved".into())),
-        }
+        self.hub.register(&request, Some(self.broker.clone()))
+    }
+
+    /// Who is connected: a user's streams, or a topic's subscribers, on every node.
+    pub async fn presence(&self, query: &PresenceQuery) -> Result<PresenceAnswer, BrokerError> {
+        let local = self.hub.presence(query);
+        self.broker.presence(query, local).await
+    }
+
+    /// Starts announcing users going online and offline ([`crate::announce`]), cluster-wide
+    /// when the broker spans nodes. Call once; the announcements arrive on the returned queue.
+    pub fn announce(&self, offline_delay: Duration) -> mpsc::Receiver<Announcement> {
+        let book = self
+            .broker
+            .presence_book(offline_delay)
+            .unwrap_or_else(|| Arc::new(LocalBook::new(offline_delay)));
+        Announcer::spawn(&self.hub, book, offline_delay)
     }
 
     /// Ends every stream (after a jittered reconnect hint) and refuses new ones.

@@ -13,25 +13,38 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::BytesMut;
 use parking_lot::{Mutex, RwLock};
 
-use crate::conn::{CloseReason, Conn, DirectWrites, EventStream, Push, QueueLimits, Unregister};
+use crate::announce::UserChanges;
+use crate::broker::Broker;
+use crate::conn::{
+    CloseReason, Conn, DirectWrites, EventStream, Opening, QueueLimits, Replay, StreamEnd,
+    StreamEndHook, PIECE_BYTES,
+};
+use crate::defaults;
 use crate::event::{Frame, HubEvent};
-use crate::history::{After, History};
+use crate::history::{After, History, HistoryBounds};
 use crate::id::{unix_ms, EventId};
 use crate::metrics as m;
+use crate::publication::Retain;
 use crate::registry::Registry;
+use crate::retained::{Retained, RetainedLimits};
 use crate::topic::Pattern;
 
 /// Name of the reserved event sent when a resume cannot be served from history.
-pub const MISSED_EVENT: &str = "herald.missed";
+pub use herald_proto::MISSED_EVENT;
 
 /// Tunables of a hub. `Default` gives the documented defaults.
 #[derive(Debug, Clone)]
 pub struct HubConfig {
     /// Events kept for resume.
     pub history: usize,
+    /// Bytes of events kept for resume (what each event costs: [`HubEvent::cost`]).
+    pub history_bytes: usize,
+    /// Events older than this leave history (None = no age limit).
+    pub history_ttl: Option<Duration>,
+    /// Bounds of the retained values ([`crate::retained`]).
+    pub retained: RetainedLimits,
     /// Heartbeat comment interval on idle streams.
     pub heartbeat: Duration,
     /// Reconnection delay suggested to clients (`retry:`), in milliseconds.
@@ -46,21 +59,40 @@ pub struct HubConfig {
     /// reconnect hint; clients resume where they were. Rebalances long-lived streams across
     /// nodes and bounds how long any credential check stays valid. None = forever.
     pub max_stream_lifetime: Option<Duration>,
+    /// Called once for every stream that ends.
+    pub on_stream_end: Option<StreamEndHook>,
+}
+
+impl HubConfig {
+    fn history_bounds(&self) -> HistoryBounds {
+        HistoryBounds {
+            events: self.history,
+            bytes: self.history_bytes,
+            ttl_ms: self.history_ttl.map(|ttl| ttl.as_millis() as u64),
+        }
+    }
 }
 
 impl Default for HubConfig {
     fn default() -> Self {
         Self {
-            history: 10_000,
-            heartbeat: Duration::from_secs(15),
-            retry_ms: 3_000,
+            history: defaults::HISTORY,
+            history_bytes: defaults::HISTORY_BYTES as usize,
+            history_ttl: None,
+            retained: RetainedLimits {
+                values: defaults::RETAINED_VALUES,
+                bytes: defaults::RETAINED_BYTES as usize,
+            },
+            heartbeat: Duration::from_secs(defaults::HEARTBEAT_SECS),
+            retry_ms: defaults::RETRY_MS,
             queue: QueueLimits {
-                max_frames: 1_024,
-                max_bytes: 4 << 20,
+                max_frames: defaults::QUEUE_FRAMES,
+                max_bytes: defaults::QUEUE_BYTES,
             },
             max_connections: None,
             max_connections_per_user: None,
             max_stream_lifetime: None,
+            on_stream_end: None,
         }
     }
 }
@@ -76,6 +108,12 @@ pub struct SubscribeRequest {
     pub last_event_id: Option<String>,
     /// Unix seconds at which the stream must close (token expiry).
     pub expires_at: Option<u64>,
+    /// A filtered stream ([`crate::labels`]): labelled events its filter accepts, nothing else.
+    /// Such a stream may resume from a wire id, and gets no retained values.
+    pub filter: Option<Arc<dyn crate::labels::StreamFilter>>,
+    /// With no `last_event_id`: replay all of the hub's history window first (Mercure's
+    /// `earliest`).
+    pub from_earliest: bool,
 }
 
 /// Why a stream could not be opened.
@@ -101,42 +139,28 @@ pub struct HubStats {
     pub last_event_id: EventId,
 }
 
-/// What the caller of [`Hub::register`] knows about history older than the hub's window.
-pub(crate) enum Older {
-    /// Not asked yet: register answers `NeedOlder` if the resume point is that old.
-    NotFetched,
-    /// The broker keeps nothing older: the client missed events.
-    Unavailable,
-    Fetched(OlderEvents),
-}
-
-/// Events older than the hub's own window, fetched from a broker's shared history.
-pub(crate) struct OlderEvents {
-    pub after: EventId,
-    pub events: Vec<Arc<HubEvent>>,
-    /// The fetched range ends here (inclusive); it must reach the hub's floor to be usable.
-    pub upto: EventId,
-}
-
 pub struct Hub {
     config: HubConfig,
     pub(crate) registry: RwLock<Registry>,
     pub(crate) history: Mutex<History>,
+    /// Taken after `history`, like it under the registry's lock.
+    pub(crate) retained: Mutex<Retained>,
     next_conn_id: AtomicU64,
     /// Coarse clock (Unix seconds), advanced by the maintenance tick.
     clock: AtomicU64,
     shutting_down: AtomicBool,
     heartbeat: Arc<Frame>,
+    pub(crate) user_changes: Arc<UserChanges>,
 }
 
-/// Outcome of trying to register a resuming stream.
-pub(crate) enum Registered {
-    Stream(EventStream),
-    /// The resume point is older than the hub's window: fetch (after, floor] and try again.
-    NeedOlder {
-        after: EventId,
-        floor: EventId,
-    },
+/// What [`Hub::replay_piece`] found.
+pub(crate) enum Piece {
+    /// Every event up to `to` has been looked at; `scan_limited` if the piece stopped because
+    /// it looked at [`crate::conn::PIECE_SCAN`] events.
+    Advanced { to: EventId, scan_limited: bool },
+    /// The events right after the position are no longer in the hub's window (which now starts
+    /// after `floor`): they must come from the broker.
+    Older { floor: EventId },
 }
 
 impl Hub {
@@ -148,13 +172,15 @@ impl Hub {
     /// A hub whose history starts after `start` (brokers with shared history pass their position).
     pub fn starting_at(config: HubConfig, start: EventId) -> Arc<Self> {
         Arc::new(Self {
-            history: Mutex::new(History::new(config.history, start)),
+            history: Mutex::new(History::new(config.history_bounds(), start)),
+            retained: Mutex::new(Retained::new(config.retained)),
             config,
             registry: RwLock::new(Registry::default()),
             next_conn_id: AtomicU64::new(1),
             clock: AtomicU64::new(unix_ms() / 1000),
             shutting_down: AtomicBool::new(false),
-            heartbeat: Frame::control(&b":\n\n"[..]),
+            heartbeat: Frame::control(herald_proto::HEARTBEAT),
+            user_changes: Arc::default(),
         })
     }
 
@@ -181,15 +207,30 @@ impl Hub {
     pub(crate) fn dispatch_claiming(&self, event: &Arc<HubEvent>, writes: &mut DirectWrites) {
         let now = self.clock.load(Ordering::Relaxed);
         let registry = self.registry.read();
-        self.history.lock().push(event.clone());
+        self.history.lock().push(event.clone(), unix_ms());
+        if event.retain != Retain::No {
+            let evicted = self.retained.lock().apply(event);
+            if evicted > 0 {
+                metrics::counter!(m::RETAINED_EVICTED).increment(evicted as u64);
+            }
+        }
+        if !event.is_delivered() {
+            return;
+        }
+        if let Some(labels) = &event.labels {
+            registry.for_each_accepting(labels, |conn| {
+                conn.push(&event.frame, now);
+            });
+            return;
+        }
         // Events for users reach a stream or a few: their sockets are written directly.
         // Fan-out events are queued so that each stream's writer coalesces bursts.
         let direct = event.targets.topics.is_empty() && !event.targets.users.is_empty();
         registry.for_each_recipient(&event.targets, |conn| {
-            if !direct {
+            if direct {
+                writes.offer(conn, &event.frame, now);
+            } else {
                 conn.push(&event.frame, now);
-            } else if conn.claim_or_push(&event.frame, now) == Push::Claimed {
-                writes.claimed(conn, &event.frame);
             }
         });
     }
@@ -208,13 +249,23 @@ impl Hub {
         let last = history.last().to_string();
         history.restart(upto);
         drop(history);
-        let mut bytes = BytesMut::with_capacity(128);
-        append_missed(&mut bytes, "history_expired", Some(&last));
-        bytes.extend_from_slice(format!("id: {upto}\n\n").as_bytes());
-        let frame = Frame::control(bytes.freeze());
+        m::replay_missed();
+        let mut bytes = Vec::with_capacity(128);
+        herald_proto::write_missed(&mut bytes, "history_expired", Some(&last));
+        // An id Herald assigned is always a valid SSE id.
+        let _ = herald_proto::write_id_only(&mut bytes, &upto.text());
+        let frame = Frame::control(bytes);
         for conn in registry.all() {
             conn.push(&frame, now);
         }
+    }
+
+    /// Can a stream resume exactly after `text` (a hub id, or a wire id), from what the history
+    /// window holds?
+    pub fn holds_resume_point(&self, text: &str) -> bool {
+        let history = self.history.lock();
+        let id = history.find_wire_id(text).or_else(|| text.parse().ok());
+        id.is_some_and(|id| matches!(history.after(id), After::Events(_)))
     }
 
     pub fn stats(&self) -> HubStats {
@@ -228,85 +279,135 @@ impl Hub {
         }
     }
 
-    /// Registers a stream: queues its preamble and replay, then adds it to the registry, all
-    /// atomically with respect to [`Hub::dispatch`].
+    /// Registers a stream and fixes what its opening replays, atomically with respect to
+    /// [`Hub::dispatch`]: every event is either in the range the opening replays (dispatched
+    /// before) or queued live (after). Cheap whatever the range: the bytes are read later, as
+    /// the stream's writer asks for them ([`crate::conn::Opening`]). History older than the
+    /// hub's window comes from `older`, the broker, if it keeps any.
     pub(crate) fn register(
         self: &Arc<Self>,
         request: &SubscribeRequest,
-        older: Older,
-    ) -> Result<Registered, SubscribeError> {
+        older: Option<Arc<dyn Broker>>,
+    ) -> Result<EventStream, SubscribeError> {
         if self.shutting_down.load(Ordering::Relaxed) {
             return Err(SubscribeError::ShuttingDown);
         }
-        let resume_from = request.last_event_id.as_deref();
+        let now = self.clock.load(Ordering::Relaxed);
         let mut registry = self.registry.write();
         self.check_limits(&registry, request.user.as_deref())?;
 
-        let conn = Arc::new(Conn::new(
-            self.next_conn_id.fetch_add(1, Ordering::Relaxed),
-            request.user.as_deref().map(Arc::from),
-            request.topics.clone().into(),
-            request.expires_at,
-            self.config.queue,
-            self.clock.load(Ordering::Relaxed),
-        ));
+        let conn = Arc::new(
+            Conn::new(
+                self.next_conn_id.fetch_add(1, Ordering::Relaxed),
+                request.user.as_deref().map(Arc::from),
+                request.topics.clone().into(),
+                request.expires_at,
+                self.config.queue,
+                now,
+            )
+            .with_filter(request.filter.clone()),
+        );
         if let Some(lifetime) = self.config.max_stream_lifetime {
             let secs = lifetime.as_secs().max(1);
             let early = rand::random_range(0..=secs / 10);
-            let at = self.clock.load(Ordering::Relaxed) + secs - early;
-            conn.recycle_at.store(at, Ordering::Relaxed);
+            conn.recycle_at.store(now + secs - early, Ordering::Relaxed);
         }
         let history = self.history.lock();
-        let mut preamble = BytesMut::with_capacity(256);
-        preamble
-            .extend_from_slice(format!(": herald\nretry: {}\n\n", self.config.retry_ms).as_bytes());
-
-        match resume_from.map(|text| (text, text.parse::<EventId>())) {
-            None => {}
-            Some((_, Ok(id))) => match history.after(id) {
-                After::Events(events) => {
+        let mut first = Vec::with_capacity(64);
+        herald_proto::write_opening(&mut first, self.config.retry_ms);
+        let position = history.last();
+        let mut retained = Vec::new();
+        let replay = match request.last_event_id.as_deref() {
+            None if request.from_earliest => {
+                let floor = history.floor();
+                Some(Replay::new(floor, position, "earliest", None))
+            }
+            // Filtered streams have no retained values.
+            None if conn.filter.is_some() => None,
+            // A fresh stream starts from the retained values (its initial state).
+            None => {
+                retained = self
+                    .retained
+                    .lock()
+                    .for_stream(conn.user.as_deref(), &conn.patterns);
+                None
+            }
+            Some(text) => match conn
+                .filter
+                .as_ref()
+                .and_then(|_| history.find_wire_id(text))
+                .map_or_else(|| text.parse::<EventId>(), Ok)
+                .map(|id| (id, history.after(id)))
+            {
+                Ok((id, After::Events(_))) => {
                     metrics::counter!(m::REPLAY_HITS).increment(1);
-                    append_replay(&mut preamble, &conn, events);
+                    Some(Replay::new(id, position, text, None))
                 }
-                After::TooOld => match older {
-                    Older::NotFetched => {
-                        return Ok(Registered::NeedOlder {
-                            after: id,
-                            floor: history.floor(),
-                        })
-                    }
-                    Older::Fetched(older) if older.after == id && older.upto >= history.floor() => {
-                        metrics::counter!(m::REPLAY_HITS).increment(1);
-                        let floor = history.floor();
-                        let fetched = older.events.iter().filter(|e| e.id > id && e.id <= floor);
-                        append_replay(&mut preamble, &conn, fetched);
-                        if let After::Events(events) = history.after(floor) {
-                            append_replay(&mut preamble, &conn, events);
-                        }
-                    }
-                    Older::Fetched(_) | Older::Unavailable => {
-                        append_missed(&mut preamble, "history_expired", resume_from)
-                    }
-                },
-                After::Unknown => append_missed(&mut preamble, "unknown_id", resume_from),
+                // Older than the window: the broker may have it (the opening finds out).
+                Ok((id, After::TooOld)) => Some(Replay::new(id, position, text, older)),
+                Ok((_, After::Unknown)) | Err(_) => {
+                    m::replay_missed();
+                    herald_proto::write_missed(&mut first, "unknown_id", Some(text));
+                    None
+                }
             },
-            Some((_, Err(_))) => append_missed(&mut preamble, "unknown_id", resume_from),
-        }
-        // Tell the client how far it is caught up, so a reconnect resumes from here even if no
-        // event reaches this stream first. An id-only block sets lastEventId without an event.
-        preamble.extend_from_slice(format!("id: {}\n\n", history.last()).as_bytes());
+        };
         drop(history);
 
-        conn.push(
-            &Frame::control(preamble.freeze()),
-            self.clock.load(Ordering::Relaxed),
-        );
         registry.insert(conn.clone());
+        if let Some(user) = conn.user.as_ref().filter(|u| registry.streams_of(u) == 1) {
+            self.user_changes.note(user);
+        }
         metrics::counter!(m::STREAMS_OPENED).increment(1);
         metrics::gauge!(m::CONNECTIONS).set(registry.len() as f64);
         metrics::gauge!(m::SUBSCRIPTIONS).set(registry.subscriptions() as f64);
-        let unregister: Arc<dyn Unregister> = self.clone();
-        Ok(Registered::Stream(EventStream::new(conn, unregister)))
+        let retained = retained.into_iter().map(|e| e.frame.clone()).collect();
+        Ok(EventStream::new(
+            conn,
+            self.clone(),
+            Opening::new(first, retained, replay, position),
+        ))
+    }
+
+    /// Appends to `frames` the frames of the events after `after`, up to and including `upto`,
+    /// that reach `conn`, until they hold [`PIECE_BYTES`] or [`crate::conn::PIECE_SCAN`] events
+    /// were looked at. Holds the history lock only for that long.
+    pub(crate) fn replay_piece(
+        &self,
+        after: EventId,
+        upto: EventId,
+        conn: &Conn,
+        frames: &mut Vec<Arc<Frame>>,
+        bytes: &mut usize,
+    ) -> Piece {
+        let history = self.history.lock();
+        let After::Events(events) = history.after(after) else {
+            return Piece::Older {
+                floor: history.floor(),
+            };
+        };
+        let mut scanned = 0;
+        for event in events {
+            if event.id > upto {
+                break;
+            }
+            scanned += 1;
+            if conn.is_reached_by(event) {
+                *bytes += event.frame.bytes.len();
+                frames.push(event.frame.clone());
+            }
+            if *bytes >= PIECE_BYTES || scanned >= crate::conn::PIECE_SCAN {
+                return Piece::Advanced {
+                    to: event.id,
+                    scan_limited: *bytes < PIECE_BYTES,
+                };
+            }
+        }
+        // Every event of the window up to `upto` has been looked at.
+        Piece::Advanced {
+            to: upto,
+            scan_limited: false,
+        }
     }
 
     fn check_limits(&self, registry: &Registry, user: Option<&str>) -> Result<(), SubscribeError> {
@@ -332,10 +433,20 @@ impl Hub {
 
     /// One maintenance step: advance the clock, close expired streams, heartbeat idle ones.
     pub fn tick(&self) {
-        let now = unix_ms() / 1000;
+        let now_ms = unix_ms();
+        let now = now_ms / 1000;
         self.clock.store(now, Ordering::Relaxed);
         let idle_after = self.config.heartbeat.as_secs().max(1);
         let registry = self.registry.read();
+        {
+            let mut history = self.history.lock();
+            history.expire(now_ms);
+            metrics::gauge!(m::HISTORY_EVENTS).set(history.len() as f64);
+            metrics::gauge!(m::HISTORY_BYTES).set(history.bytes() as f64);
+            let retained = self.retained.lock();
+            metrics::gauge!(m::RETAINED_VALUES).set(retained.len() as f64);
+            metrics::gauge!(m::RETAINED_BYTES).set(retained.bytes() as f64);
+        }
         for conn in registry.all() {
             let recycle_at = conn.recycle_at.load(Ordering::Relaxed);
             if conn.expires_at.is_some_and(|at| at <= now) {
@@ -343,7 +454,9 @@ impl Hub {
             } else if recycle_at != 0 && recycle_at <= now {
                 conn.push(&self.reconnect_hint("stream lifetime reached"), now);
                 conn.close(CloseReason::Lifetime);
-            } else if now.saturating_sub(conn.last_activity.load(Ordering::Relaxed)) >= idle_after {
+            } else if now.saturating_sub(conn.queue.last_activity.load(Ordering::Relaxed))
+                >= idle_after
+            {
                 conn.push(&self.heartbeat, now);
             }
         }
@@ -365,6 +478,15 @@ impl Hub {
         })
     }
 
+    /// Fills the retained values from a broker's shared store (a node starting on a cluster
+    /// that already holds some), before the first dispatch. For brokers.
+    pub fn restore_retained(&self, values: impl IntoIterator<Item = (String, Arc<HubEvent>)>) {
+        let mut retained = self.retained.lock();
+        for (field, event) in values {
+            retained.restore(field, event);
+        }
+    }
+
     /// Refuses new streams and ends every open one after a reconnect hint.
     ///
     /// Each stream gets a `retry:` of the configured delay plus random jitter of up to the same
@@ -383,7 +505,8 @@ impl Hub {
     /// random, so the streams a hub ends together do not all come back in the same instant.
     fn reconnect_hint(&self, why: &str) -> Arc<Frame> {
         let jitter = rand::random_range(0..=self.config.retry_ms);
-        let hint = format!(": {why}\nretry: {}\n\n", self.config.retry_ms + jitter);
+        let mut hint = Vec::with_capacity(why.len() + 24);
+        herald_proto::write_reconnect_hint(&mut hint, why, self.config.retry_ms + jitter);
         Frame::control(hint)
     }
 
@@ -392,35 +515,24 @@ impl Hub {
     }
 }
 
-impl Unregister for Hub {
-    fn unregister(&self, conn: &Arc<Conn>) {
+impl Hub {
+    /// Takes an ended stream out of the registry and reports its end.
+    pub(crate) fn unregister(&self, conn: &Arc<Conn>) {
         let mut registry = self.registry.write();
         registry.remove(conn);
+        if let Some(user) = conn.user.as_ref().filter(|u| registry.streams_of(u) == 0) {
+            self.user_changes.note(user);
+        }
         metrics::gauge!(m::CONNECTIONS).set(registry.len() as f64);
         metrics::gauge!(m::SUBSCRIPTIONS).set(registry.subscriptions() as f64);
-    }
-}
-
-fn append_replay<'a>(
-    out: &mut BytesMut,
-    conn: &Conn,
-    events: impl Iterator<Item = &'a Arc<HubEvent>>,
-) {
-    for event in events {
-        if event.targets.reaches(conn.user.as_deref(), &conn.patterns) {
-            out.extend_from_slice(&event.frame.bytes);
+        drop(registry);
+        if let Some(hook) = &self.config.on_stream_end {
+            (hook.0)(&StreamEnd {
+                id: conn.id,
+                user: conn.user.as_deref(),
+                reason: conn.queue.close_reason().unwrap_or(CloseReason::ClientGone),
+                duration: Duration::from_millis(unix_ms().saturating_sub(conn.opened_ms)),
+            });
         }
-    }
-}
-
-fn append_missed(out: &mut BytesMut, reason: &str, last_event_id: Option<&str>) {
-    metrics::counter!(m::REPLAY_MISSES).increment(1);
-    // Echo at most 128 chars of what the client sent; it is client-controlled input.
-    let echoed: Option<String> = last_event_id.map(|s| s.chars().take(128).collect());
-    let data = serde_json::json!({ "reason": reason, "lastEventId": echoed }).to_string();
-    let mut bytes = Vec::with_capacity(data.len() + 40);
-    let event = herald_proto::Event::new(data).event(MISSED_EVENT);
-    if event.encode_into(&mut bytes).is_ok() {
-        out.extend_from_slice(&bytes);
     }
 }

@@ -3,7 +3,7 @@
 //! The library only records; the binary installs a Prometheus exporter. Embedders that install
 //! no recorder pay almost nothing (the facade's no-op path).
 //!
-//! The series recorded for every event are looked up once ([`per_event`]): finding a series by
+//! The series recorded for every event are looked up once (`per_event`): finding a series by
 //! name costs more than recording into it, and it happens once per delivery. Install the
 //! recorder before the hub handles its first event (or call [`describe`] right after
 //! installing it), since the handles are taken from whichever recorder is installed then.
@@ -23,6 +23,14 @@ pub const DELIVERY_LATENCY: &str = "herald_delivery_latency_seconds";
 pub const SLOW_CONSUMER_DISCONNECTS: &str = "herald_slow_consumer_disconnects_total";
 pub const STREAMS_OPENED: &str = "herald_streams_opened_total";
 pub const STREAMS_REJECTED: &str = "herald_streams_rejected_total";
+pub const HISTORY_EVENTS: &str = "herald_history_events";
+pub const HISTORY_BYTES: &str = "herald_history_bytes";
+pub const RETAINED_VALUES: &str = "herald_retained_values";
+pub const RETAINED_BYTES: &str = "herald_retained_bytes";
+pub const RETAINED_EVICTED: &str = "herald_retained_evicted_total";
+pub const ANNOUNCEMENTS: &str = "herald_announcements_total";
+pub const ANNOUNCEMENTS_DROPPED: &str = "herald_announcements_dropped_total";
+pub const PRESENCE_CHANGES: &str = "herald_presence_changes_total";
 
 /// Handles for the series recorded per event.
 pub(crate) struct PerEvent {
@@ -42,6 +50,11 @@ pub(crate) fn per_event() -> &'static PerEvent {
     })
 }
 
+/// Counts one resume that could not be served (`herald.missed` sent).
+pub(crate) fn replay_missed() {
+    metrics::counter!(REPLAY_MISSES).increment(1);
+}
+
 /// Registers help texts with the installed recorder and creates every series at zero, so
 /// dashboards and alerts see them before the first event. Call once after installing it.
 pub fn describe() {
@@ -55,14 +68,26 @@ pub fn describe() {
         SLOW_CONSUMER_DISCONNECTS,
         STREAMS_OPENED,
         STREAMS_REJECTED,
+        RETAINED_EVICTED,
+        ANNOUNCEMENTS_DROPPED,
     ] {
         metrics::counter!(counter).increment(0);
     }
     metrics::gauge!(CONNECTIONS).set(0.0);
     metrics::gauge!(SUBSCRIPTIONS).set(0.0);
+    metrics::gauge!(HISTORY_EVENTS).set(0.0);
+    metrics::gauge!(HISTORY_BYTES).set(0.0);
+    metrics::gauge!(RETAINED_VALUES).set(0.0);
+    metrics::gauge!(RETAINED_BYTES).set(0.0);
     use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
     describe_gauge!(CONNECTIONS, "Open subscriber streams.");
     describe_gauge!(SUBSCRIPTIONS, "Topic subscriptions held by open streams.");
+    describe_gauge!(HISTORY_EVENTS, "Events this node keeps for resume.");
+    describe_gauge!(
+        HISTORY_BYTES,
+        Unit::Bytes,
+        "Bytes held by the events this node keeps for resume (bounded by --history-bytes)."
+    );
     describe_counter!(EVENTS_PUBLISHED, "Events accepted for publication.");
     describe_counter!(EVENTS_DELIVERED, "Events handed to subscriber sockets.");
     describe_counter!(
@@ -84,6 +109,31 @@ pub fn describe() {
         "Streams closed because they fell behind their queue bound."
     );
     describe_counter!(STREAMS_OPENED, "Subscriber streams opened.");
+    describe_gauge!(
+        RETAINED_VALUES,
+        "Retained values this node keeps for new streams."
+    );
+    describe_gauge!(
+        RETAINED_BYTES,
+        Unit::Bytes,
+        "Bytes of retained values (bounded by --retained-bytes)."
+    );
+    describe_counter!(
+        RETAINED_EVICTED,
+        "Retained values dropped because --retained-values or --retained-bytes was reached."
+    );
+    describe_counter!(
+        ANNOUNCEMENTS,
+        "Online/offline announcements made by this node (label type: user.online, user.offline)."
+    );
+    describe_counter!(
+        PRESENCE_CHANGES,
+        "Users whose first stream on this node opened (change=arrive) or last one closed (change=depart), as told to the presence book for announcements."
+    );
+    describe_counter!(
+        ANNOUNCEMENTS_DROPPED,
+        "Announcements dropped because the delivery queue was full."
+    );
     describe_counter!(
         STREAMS_REJECTED,
         "Subscriber streams refused by a connection limit."

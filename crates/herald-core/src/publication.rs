@@ -1,9 +1,11 @@
 //! What a publisher asks for: one event and where it goes.
 //!
-//! A `Publication` is validated before it reaches a broker, so everything downstream (ids,
+//! A [`Publication`] is validated once, into a [`Batch`], the only form [`crate::Herald::publish`]
+//! and brokers accept: an invalid event cannot reach them, and everything downstream (ids,
 //! history, fan-out, encoding) can assume well-formed names and targets and never fail halfway
 //! through a batch.
 
+use crate::labels::{validate_wire_id, LabelError, Labels};
 use crate::topic::{validate_topic, TopicError};
 
 /// Longest user id accepted, in bytes.
@@ -24,6 +26,25 @@ pub struct Publication {
     pub topics: Vec<String>,
     /// Reconnection-time hint for clients, in milliseconds.
     pub retry: Option<u64>,
+    /// Whether the event becomes (or clears) the retained value of its targets.
+    pub retain: Retain,
+    /// A labelled event ([`crate::labels`]): for filtered streams only; no users or topics.
+    pub labels: Option<Labels>,
+    /// The `id:` subscribers see instead of the hub's (labelled events only).
+    pub wire_id: Option<String>,
+}
+
+/// What a publication does to the retained values of its targets ([`crate::retained`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Retain {
+    /// Nothing: an ordinary event.
+    #[default]
+    No,
+    /// The event becomes the retained value of each target and its event name.
+    Keep,
+    /// The retained values of each target and this event name are forgotten; the event itself
+    /// reaches no stream.
+    Clear,
 }
 
 /// Why a publication was refused. Messages are meant for the API caller.
@@ -39,6 +60,8 @@ pub enum PublicationError {
     BadUser,
     #[error("invalid topic: {0}")]
     Topic(#[from] TopicError),
+    #[error("{0}")]
+    Labels(#[from] LabelError),
 }
 
 impl Publication {
@@ -83,6 +106,34 @@ impl Publication {
         self.users.is_empty() && self.topics.is_empty()
     }
 
+    /// Bytes this event costs while it is kept for resume: its encoded frame, its targets, and
+    /// the bookkeeping of each (structs, reference counts, allocator rounding), estimated from
+    /// measurements (docs/SCALING.md). Every bound on history counts this one figure, on a node
+    /// and in the Redis stream alike, so all nodes agree on what `--history-bytes` holds.
+    pub fn history_cost(&self) -> usize {
+        /// The event's structs, its frame's, their reference counts and its history slot.
+        const PER_EVENT: usize = 256;
+        /// One user or topic: its slot in the target list, its allocation and rounding.
+        const PER_TARGET: usize = 48;
+        /// An id as long as a Redis stream id of today (`1732460000123-0`) plus some.
+        const ID: &str = "0000000000000-000000";
+        let frame = herald_proto::EventRef {
+            event: self.event.as_deref(),
+            data: &self.data,
+            id: Some(self.wire_id.as_deref().unwrap_or(ID)),
+            retry: self.retry,
+        }
+        .encoded_len();
+        let targets: usize = self
+            .users
+            .iter()
+            .chain(&self.topics)
+            .map(|t| t.len() + PER_TARGET)
+            .sum();
+        let labels = self.labels.as_ref().map_or(0, Labels::cost);
+        frame + PER_EVENT + targets + labels
+    }
+
     /// Checks every field; a publication that passes can be encoded and routed without error.
     pub fn validate(&self) -> Result<(), PublicationError> {
         if let Some(name) = &self.event {
@@ -100,7 +151,62 @@ impl Publication {
         for topic in &self.topics {
             validate_topic(topic)?;
         }
+        match &self.labels {
+            Some(labels) => {
+                labels.validate()?;
+                if !self.is_broadcast() || self.retain != Retain::No {
+                    return Err(LabelError::WithTargets.into());
+                }
+            }
+            None if self.wire_id.is_some() => return Err(LabelError::WireIdUnlabelled.into()),
+            None => {}
+        }
+        if let Some(id) = &self.wire_id {
+            validate_wire_id(id)?;
+        }
         Ok(())
+    }
+}
+
+/// Publications that passed [`Publication::validate`], all of them: what gets published.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Batch(Vec<Publication>);
+
+/// Item `index` of a batch is invalid.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("item {index}: {error}")]
+pub struct InvalidItem {
+    pub index: usize,
+    pub error: PublicationError,
+}
+
+impl Batch {
+    /// Validates every publication; the batch exists only if all pass.
+    pub fn new(publications: Vec<Publication>) -> Result<Self, InvalidItem> {
+        for (index, publication) in publications.iter().enumerate() {
+            publication
+                .validate()
+                .map_err(|error| InvalidItem { index, error })?;
+        }
+        Ok(Self(publications))
+    }
+
+    /// A batch of one.
+    pub fn one(publication: Publication) -> Result<Self, PublicationError> {
+        publication.validate()?;
+        Ok(Self(vec![publication]))
+    }
+
+    pub fn into_inner(self) -> Vec<Publication> {
+        self.0
+    }
+}
+
+impl std::ops::Deref for Batch {
+    type Target = [Publication];
+
+    fn deref(&self) -> &[Publication] {
+        &self.0
     }
 }
 
@@ -121,6 +227,38 @@ pub fn json_payload(data: &serde_json::value::RawValue) -> Result<String, serde_
         raw if raw.starts_with('"') => serde_json::from_str::<String>(raw),
         raw => Ok(compact_json(raw)),
     }
+}
+
+/// Deepest JSON nesting accepted from a publisher (arrays and objects, a batch's array
+/// included), on `POST /publish` and the seed ingress alike.
+pub const MAX_JSON_DEPTH: usize = 32;
+
+/// The deepest bracket nesting in `text`, ignoring brackets inside strings. Runs before parsing
+/// so a hostile body cannot make any later step work hard.
+pub fn json_depth(text: &str) -> usize {
+    let (mut depth, mut deepest) = (0usize, 0usize);
+    let (mut in_string, mut escaped) = (false, false);
+    for b in text.bytes() {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
 }
 
 /// Removes whitespace outside strings from already-valid JSON.

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use crate::conn::Conn;
 use crate::event::Targets;
+use crate::labels::Labels;
 use crate::topic::Segment;
 
 #[derive(Default)]
@@ -18,10 +19,17 @@ pub(crate) struct Registry {
     exact: HashMap<Box<str>, Vec<Arc<Conn>>>,
     patterns: TrieNode,
     subscriptions: usize,
+    /// Filtered streams ([`crate::labels`]): reached by labelled events only, so they are in
+    /// none of the indexes above (and broadcasts do not visit them).
+    filtered: HashMap<u64, Arc<Conn>>,
 }
 
 impl Registry {
     pub fn insert(&mut self, conn: Arc<Conn>) {
+        if conn.filter.is_some() {
+            self.filtered.insert(conn.id, conn);
+            return;
+        }
         if let Some(user) = &conn.user {
             self.users
                 .entry(user.clone())
@@ -43,6 +51,9 @@ impl Registry {
     }
 
     pub fn remove(&mut self, conn: &Conn) {
+        if self.filtered.remove(&conn.id).is_some() {
+            return;
+        }
         if self.conns.remove(&conn.id).is_none() {
             return;
         }
@@ -60,7 +71,7 @@ impl Registry {
     }
 
     pub fn len(&self) -> usize {
-        self.conns.len()
+        self.conns.len() + self.filtered.len()
     }
 
     pub fn subscriptions(&self) -> usize {
@@ -80,7 +91,29 @@ impl Registry {
     }
 
     pub fn all(&self) -> impl Iterator<Item = &Arc<Conn>> {
-        self.conns.values()
+        self.conns.values().chain(self.filtered.values())
+    }
+
+    /// Calls `deliver` once for every filtered stream whose filter accepts `labels`.
+    pub fn for_each_accepting(&self, labels: &Labels, mut deliver: impl FnMut(&Arc<Conn>)) {
+        for conn in self.filtered.values() {
+            if conn.filter.as_ref().is_some_and(|f| f.accepts(labels)) {
+                deliver(conn);
+            }
+        }
+    }
+
+    /// Calls `visit` once for every stream subscribed to `topic` (exactly or by a pattern).
+    pub fn for_each_subscriber(&self, topic: &str, visit: impl FnMut(&Arc<Conn>)) {
+        let mut matched: Vec<&Arc<Conn>> = Vec::new();
+        if let Some(conns) = self.exact.get(topic) {
+            matched.extend(conns);
+        }
+        let segments: Vec<&str> = topic.split('/').collect();
+        self.patterns.collect(&segments, &mut matched);
+        matched.sort_unstable_by_key(|c| c.id);
+        matched.dedup_by_key(|c| c.id);
+        matched.into_iter().for_each(visit);
     }
 
     /// Calls `deliver` once for every stream the targets reach (each stream at most once).

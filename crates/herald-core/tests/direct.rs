@@ -9,9 +9,11 @@
 use std::io;
 use std::sync::Arc;
 
+use bytes::Bytes;
+
 use futures_util::{FutureExt, StreamExt};
 use herald_core::{
-    DirectWrite, EventStream, Herald, HubConfig, Pattern, Publication, SubscribeRequest,
+    Batch, DirectWrite, EventStream, Herald, HubConfig, Pattern, Publication, SubscribeRequest,
 };
 use parking_lot::Mutex;
 
@@ -35,7 +37,7 @@ impl Socket {
 }
 
 impl DirectWrite for Socket {
-    fn try_write(&self, bytes: &[u8]) -> io::Result<usize> {
+    fn try_write(&self, bytes: &Bytes) -> io::Result<Option<Bytes>> {
         let mut budget = self.budget.lock();
         let n = bytes.len().min(*budget);
         if n == 0 {
@@ -43,7 +45,8 @@ impl DirectWrite for Socket {
         }
         *budget -= n;
         self.written.lock().extend_from_slice(&bytes[..n]);
-        Ok(n)
+        // This socket has no framing: the rest is simply the rest of the frame.
+        Ok((n < bytes.len()).then(|| bytes.slice(n..)))
     }
 }
 
@@ -70,6 +73,12 @@ fn queued(stream: &mut EventStream) -> Option<String> {
     Some(String::from_utf8(chunk.to_vec()).unwrap())
 }
 
+/// Publishes a (valid) batch; its ids.
+async fn publish(herald: &Herald, publications: Vec<Publication>) -> Vec<herald_core::EventId> {
+    let batch = Batch::new(publications).expect("valid");
+    herald.publish(&batch).await.expect("published")
+}
+
 fn to_user(data: &str) -> Publication {
     Publication::to_user("u", "e", data)
 }
@@ -88,7 +97,7 @@ async fn an_event_for_an_idle_users_stream_is_written_by_the_publisher() {
     let socket = Socket::with_budget(usize::MAX);
     let mut stream = idle_stream(&herald, &socket).await;
 
-    let ids = herald.publish(&[to_user("hello")]).await.unwrap();
+    let ids = publish(&herald, vec![to_user("hello")]).await;
     assert_eq!(socket.take(), frame(ids[0], "hello"));
     assert_eq!(queued(&mut stream), None, "nothing left for the writer");
 }
@@ -100,10 +109,7 @@ async fn what_the_socket_does_not_take_is_written_next_in_order() {
     let mut stream = idle_stream(&herald, &socket).await;
 
     // The first event is claimed for a direct write; the second queues behind the claim.
-    let ids = herald
-        .publish(&[to_user("first"), to_user("second")])
-        .await
-        .unwrap();
+    let ids = publish(&herald, vec![to_user("first"), to_user("second")]).await;
     let direct = socket.take();
     assert_eq!(direct.len(), 10);
     let rest = queued(&mut stream).expect("the writer finishes the rest");
@@ -119,7 +125,7 @@ async fn a_full_socket_leaves_the_event_to_the_writer() {
     let socket = Socket::with_budget(0);
     let mut stream = idle_stream(&herald, &socket).await;
 
-    let ids = herald.publish(&[to_user("later")]).await.unwrap();
+    let ids = publish(&herald, vec![to_user("later")]).await;
     assert_eq!(socket.take(), "");
     assert_eq!(queued(&mut stream), Some(frame(ids[0], "later")));
 }
@@ -131,15 +137,15 @@ async fn a_chunk_being_written_is_never_overtaken() {
     let mut stream = idle_stream(&herald, &socket).await;
 
     // A topic event goes through the queue; the writer takes it and is busy writing it...
-    let topic = herald.publish(&[to_topic("fan-out")]).await.unwrap();
+    let topic = publish(&herald, vec![to_topic("fan-out")]).await;
     assert_eq!(queued(&mut stream), Some(frame(topic[0], "fan-out")));
     // ...so a user event published meanwhile must wait for it, not jump ahead on the socket.
-    let user = herald.publish(&[to_user("after")]).await.unwrap();
+    let user = publish(&herald, vec![to_user("after")]).await;
     assert_eq!(socket.take(), "");
     assert_eq!(queued(&mut stream), Some(frame(user[0], "after")));
     // Once the writer is idle again (it polled and found nothing), direct writes resume.
     assert_eq!(queued(&mut stream), None);
-    let again = herald.publish(&[to_user("direct")]).await.unwrap();
+    let again = publish(&herald, vec![to_user("direct")]).await;
     assert_eq!(socket.take(), frame(again[0], "direct"));
 }
 
@@ -150,7 +156,7 @@ async fn a_dropped_stream_gets_no_writes() {
     let stream = idle_stream(&herald, &socket).await;
     drop(stream);
 
-    herald.publish(&[to_user("gone")]).await.unwrap();
+    publish(&herald, vec![to_user("gone")]).await;
     assert_eq!(socket.take(), "");
     assert_eq!(
         Arc::strong_count(&socket),

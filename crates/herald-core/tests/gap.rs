@@ -2,26 +2,13 @@
 //! a position (its shared history was trimmed or lost). Open streams must be told with
 //! `herald.missed`, and resume points before the gap must no longer replay as if complete.
 
-use std::future::poll_fn;
-use std::pin::Pin;
+mod common;
+
 use std::sync::Arc;
 
-use herald_core::{EventId, EventStream, Herald, Hub, HubConfig, MemoryBroker, SubscribeRequest};
-use http_body::Body;
-
-/// The bytes of the next frame the stream produces.
-async fn next_chunk(stream: &mut EventStream) -> String {
-    let frame = tokio::time::timeout(
-        std::time::Duration::from_secs(5),
-        poll_fn(|cx| Pin::new(&mut *stream).poll_frame(cx)),
-    )
-    .await
-    .expect("a frame in time")
-    .expect("stream open")
-    .expect("no error");
-    let data = frame.into_data().expect("data frame");
-    String::from_utf8_lossy(&data).into_owned()
-}
+use common::next_chunk;
+use herald_core::broker::MemoryBroker;
+use herald_core::{EventId, Herald, Hub, HubConfig, SubscribeRequest};
 
 fn resuming_from(id: EventId) -> SubscribeRequest {
     SubscribeRequest {

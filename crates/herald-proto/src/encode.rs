@@ -65,7 +65,7 @@ pub(crate) fn write_field(out: &mut Vec<u8>, name: &str, value: &str) {
 }
 
 /// Appends `retry: <ms>` without going through a heap-allocated string.
-pub(crate) fn write_retry(out: &mut Vec<u8>, ms: u64) {
+pub fn write_retry(out: &mut Vec<u8>, ms: u64) {
     // u64::MAX has 20 decimal digits.
     let mut digits = [0u8; 20];
     let mut start = digits.len();

@@ -11,6 +11,7 @@
 
 use crate::encode::{write_comment, write_data, write_field, write_retry};
 use crate::error::EncodeError;
+use crate::lines::split_lines;
 use crate::validate::{validate_event_name, validate_id};
 
 /// A server-sent event to encode.
@@ -158,6 +159,28 @@ impl EventRef<'_> {
         let text = |s: Option<&str>| s.map_or(0, |s| s.len() + 8);
         text(self.event) + text(self.id) + 28 + self.data.len() + 8
     }
+
+    /// The exact number of bytes [`EventRef::encode_into`] appends for a valid event. Data with
+    /// many line breaks encodes larger than it is (each line gets a `data:` prefix), which is
+    /// what bounds on queued and retained bytes must count.
+    pub fn encoded_len(&self) -> usize {
+        let field = |name: &str, value: &str| {
+            name.len() + 2 + if value.is_empty() { 0 } else { value.len() + 1 }
+        };
+        let mut len = 1; // the blank line
+        if let Some(name) = self.event {
+            len += field("event", name);
+        }
+        if let Some(id) = self.id {
+            len += field("id", id);
+        }
+        if let Some(ms) = self.retry {
+            len += "retry: \n".len() + ms.checked_ilog10().map_or(1, |digits| digits as usize + 1);
+        }
+        len + split_lines(self.data)
+            .map(|line| field("data", line))
+            .sum::<usize>()
+    }
 }
 
 #[cfg(test)]
@@ -225,6 +248,27 @@ mod tests {
                 "{id:?}"
             );
             assert_eq!(out, b"kept");
+        }
+    }
+
+    #[test]
+    fn encoded_len_is_exact() {
+        for (name, data, id, retry) in [
+            (None, "", None, None),
+            (Some("update"), "a\r\nb\n\n", Some("1-0"), Some(0)),
+            (None, "\n\r\r\n", Some(""), Some(9)),
+            (Some("x"), "line", None, Some(1000)),
+            (None, " lead", Some("42-7"), Some(u64::MAX)),
+        ] {
+            let event = EventRef {
+                event: name,
+                data,
+                id,
+                retry,
+            };
+            let mut out = Vec::new();
+            event.encode_into(&mut out).expect("valid");
+            assert_eq!(event.encoded_len(), out.len(), "{event:?}");
         }
     }
 

@@ -19,6 +19,7 @@
 //! Cross-language test vectors for the parser live in `spec/sse-vectors.json` at the repository
 //! root; `tests/vectors.rs` runs them here.
 
+mod control;
 mod encode;
 mod error;
 mod event;
@@ -26,7 +27,10 @@ mod lines;
 mod parse;
 mod validate;
 
-pub use encode::{write_comment, write_data, write_id_only};
+pub use control::{
+    write_missed, write_opening, write_reconnect_hint, HEARTBEAT, MISSED_ECHO_CHARS, MISSED_EVENT,
+};
+pub use encode::{write_comment, write_data, write_id_only, write_retry};
 pub use error::{EncodeError, InvalidReason, ParseError};
 pub use event::{Event, EventRef};
 pub use parse::{Item, MessageEvent, Parser};

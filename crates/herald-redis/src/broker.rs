@@ -1,15 +1,17 @@
 //! [`RedisBroker`]: the hub's [`Broker`] on a Redis Stream.
 //!
-//! * `publish` appends the whole batch with `XADD ... MAXLEN ~ N` inside one `MULTI`/`EXEC`, so
-//!   a batch is all-or-nothing and its events are contiguous in the stream. Redis assigns the
+//! * `publish` appends the whole batch with one call of the append script ([`crate::append`]),
+//!   so a batch is all-or-nothing and its events are contiguous in the stream. Redis assigns the
 //!   ids; the answer to the publisher is those ids. Delivery, to this node too, is the
 //!   [`reader`](crate::reader)'s job: every node's hub sees every event through the same path,
 //!   in the same order.
-//! * `history` serves resume points older than the node's in-memory window with `XRANGE`,
-//!   checked in the same transaction against the stream's first entry so a trimmed range is
-//!   reported (the client gets `herald.missed`) instead of replayed with a hole. Resume reaches
-//!   back exactly `--history` events, as on the embedded broker, even though the stream keeps at
-//!   least [`MIN_STREAM_LEN`](crate::config::MIN_STREAM_LEN) as a buffer for lagging nodes.
+//! * `history` serves resume points older than the node's in-memory window, a page at a time,
+//!   with `XRANGE ... COUNT`, checked in the same transaction against the stream's first entry
+//!   (a trimmed range is reported, and the client gets `herald.missed`, instead of being
+//!   replayed with a hole) and against the history bounds: resume reaches back exactly
+//!   `--history` events, `--history-bytes` bytes and `--history-ttl`, as on the embedded
+//!   broker and on every node alike, because the entries carry their sequence number and the
+//!   running cost total.
 //! * `catch_up_to` lets a client resume here with an id it just got from another node.
 //!
 //! Every command is bounded by the configured timeout: while Redis is unreachable, publishers
@@ -19,26 +21,41 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use herald_core::{unix_us, Broker, BrokerError, EventId, HubEvent, Publication};
+use herald_core::announce::PresenceBook;
+use herald_core::broker::{Broker, BrokerError, HubEvent};
+use herald_core::idempotency::{IdempotencyKey, Published};
+use herald_core::presence::{PresenceAnswer, PresenceQuery};
+use herald_core::{unix_ms, unix_us, Batch, EventId};
 use redis::streams::StreamRangeReply;
-use redis::{FromRedisValue, Value};
+use redis::Value;
 use tokio::task::AbortHandle;
 
+use crate::append::{Appended, Appender};
 use crate::entry;
 use crate::keys::Keys;
 use crate::metrics as m;
+use crate::online::RedisBook;
+use crate::presence::Presence;
 use crate::reader::ReaderStatus;
-use crate::shared_connection::SharedConnection;
-use crate::stream_info::{is_no_such_key, StreamInfo};
+use crate::shared_connection::{Request, SharedConnection, Unreachable};
+use crate::stream_info::{is_no_such_key, xinfo, StreamInfo};
+
+/// How far back resume may reach: the history bounds.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Horizon {
+    pub events: u64,
+    pub bytes: u64,
+    pub ttl: Option<Duration>,
+}
 
 pub struct RedisBroker {
     pub(crate) conn: Arc<SharedConnection>,
     pub(crate) keys: Keys,
-    pub(crate) stream_len: usize,
-    /// Resume reaches back this many events (`--history`), like the embedded broker.
-    pub(crate) history: usize,
+    pub(crate) appender: Appender,
+    pub(crate) horizon: Horizon,
     pub(crate) command_timeout: Duration,
     pub(crate) status: Arc<ReaderStatus>,
+    pub(crate) presence: Arc<Presence>,
     /// The reader and ingress tasks; they end with the broker.
     pub(crate) tasks: Vec<AbortHandle>,
 }
@@ -51,50 +68,21 @@ impl Drop for RedisBroker {
     }
 }
 
-/// What [`RedisBroker::query`] sends.
-enum Query<'a> {
-    Cmd(&'a redis::Cmd),
-    Pipe(&'a redis::Pipeline),
-}
-
 fn unavailable(error: impl std::fmt::Display) -> BrokerError {
     BrokerError(format!("Redis: {error}"))
 }
 
-impl RedisBroker {
-    /// Runs a command or pipeline on the shared connection, bounded by the command timeout.
-    /// The outer error means Redis could not be reached or did not answer in time; the inner
-    /// one is what Redis answered.
-    async fn query<T: FromRedisValue>(
-        &self,
-        query: Query<'_>,
-    ) -> Result<redis::RedisResult<T>, BrokerError> {
-        let attempt = async {
-            let mut conn = self.conn.get().await?;
-            match query {
-                Query::Cmd(cmd) => cmd.query_async(&mut conn).await,
-                Query::Pipe(pipe) => pipe.query_async(&mut conn).await,
-            }
-        };
-        match tokio::time::timeout(self.command_timeout, attempt).await {
-            Ok(Ok(value)) => Ok(Ok(value)),
-            Ok(Err(error)) if error.kind() == redis::ErrorKind::ResponseError => Ok(Err(error)),
-            Ok(Err(error)) => {
-                self.conn.failed(&error).await;
-                Err(unavailable(error))
-            }
-            Err(_) => {
-                self.conn.reset().await;
-                Err(unavailable("no answer within the command timeout"))
-            }
-        }
+impl From<Unreachable> for BrokerError {
+    fn from(error: Unreachable) -> Self {
+        BrokerError(error.to_string())
     }
+}
 
+impl RedisBroker {
     async fn stream_info(&self) -> Result<StreamInfo, BrokerError> {
         let reply: redis::RedisResult<Value> = self
-            .query(Query::Cmd(
-                redis::cmd("XINFO").arg("STREAM").arg(&self.keys.stream),
-            ))
+            .conn
+            .call(Request::Cmd(&xinfo(&self.keys.stream)), Duration::ZERO)
             .await?;
         match reply {
             Ok(value) => StreamInfo::from_reply(&value).map_err(BrokerError),
@@ -102,81 +90,154 @@ impl RedisBroker {
             Err(error) => Err(unavailable(error)),
         }
     }
+
+    /// Is `after` within the history bounds, given the stream's totals now and the entry at
+    /// `after` (or the first one after it)?
+    fn within_horizon(
+        &self,
+        after: EventId,
+        totals: (Option<u64>, Option<u64>),
+        anchor: Option<(u64, u64)>,
+    ) -> bool {
+        if let Some(ttl) = self.horizon.ttl {
+            if after.ms + (ttl.as_millis() as u64) < unix_ms() {
+                return false;
+            }
+        }
+        let Some((seq_at, total_at)) = anchor else {
+            return true;
+        };
+        let (seq_now, total_now) = totals;
+        seq_now.is_none_or(|now| now.saturating_sub(seq_at) <= self.horizon.events)
+            && total_now.is_none_or(|now| now.saturating_sub(total_at) <= self.horizon.bytes)
+    }
 }
 
 #[async_trait]
 impl Broker for RedisBroker {
-    async fn publish(&self, batch: &[Publication]) -> Result<Vec<EventId>, BrokerError> {
+    async fn publish(
+        &self,
+        batch: &Batch,
+        once: Option<&IdempotencyKey>,
+    ) -> Result<Published, BrokerError> {
         if !self.status.is_connected() {
             // Consistent with /readyz: refuse rather than accept what may not be delivered soon.
             return Err(unavailable(
                 "this node is not connected to the event stream",
             ));
         }
-        let accepted_us = unix_us();
-        let mut pipe = redis::pipe();
-        pipe.atomic();
-        for publication in batch {
-            pipe.cmd("XADD")
-                .arg(&self.keys.stream)
-                .arg("MAXLEN")
-                .arg("~")
-                .arg(self.stream_len)
-                .arg("*")
-                .arg(entry::FIELD)
-                .arg(entry::encode(publication, accepted_us));
-        }
-        let ids: Vec<String> = self.query(Query::Pipe(&pipe)).await?.map_err(unavailable)?;
-        ids.iter()
+        let once_key = once.map(|key| (self.keys.once(&key.hex()), key.window));
+        let once_arg = once_key
+            .as_ref()
+            .map(|(key, window)| (key.as_str(), window.as_millis() as u64));
+        let call = self.appender.invocation(batch, unix_us(), None, once_arg);
+        let reply: Vec<String> = self
+            .conn
+            .call(Request::Script(&call), Duration::ZERO)
+            .await?
+            .map_err(unavailable)?;
+        let (ids, repeated) = match Appended::from_reply(reply).map_err(BrokerError)? {
+            Appended::New(ids) => (ids, false),
+            Appended::Repeated(ids) => (ids, true),
+            Appended::Duplicate => return Err(BrokerError("unexpected dedup answer".into())),
+        };
+        let ids = ids
+            .iter()
             .map(|id| {
                 id.parse::<EventId>()
                     .map_err(|_| BrokerError(format!("Redis returned a bad stream id {id:?}")))
             })
-            .collect()
+            .collect::<Result<_, _>>()?;
+        Ok(Published { ids, repeated })
     }
 
     async fn history(
         &self,
         after: EventId,
         upto: EventId,
+        limit: usize,
     ) -> Result<Option<Vec<Arc<HubEvent>>>, BrokerError> {
+        let (after_text, upto_text) = (after.to_string(), upto.to_string());
         let mut pipe = redis::pipe();
         pipe.atomic()
-            .cmd("XINFO")
-            .arg("STREAM")
-            .arg(&self.keys.stream)
+            .cmd("HMGET")
+            .arg(&self.keys.meta)
+            .arg("seq")
+            .arg("bytes")
+            .add_command(xinfo(&self.keys.stream))
+            // The entry at `after` itself, for its sequence number and running total.
             .cmd("XRANGE")
             .arg(&self.keys.stream)
-            .arg(format!("({after}"))
-            .arg("+")
+            .arg(&after_text)
+            .arg(&after_text)
+            .cmd("XRANGE")
+            .arg(&self.keys.stream)
+            .arg(format!("({after_text}"))
+            .arg(&upto_text)
             .arg("COUNT")
-            .arg(self.history + 1);
-        let result: redis::RedisResult<(Value, StreamRangeReply)> =
-            self.query(Query::Pipe(&pipe)).await?;
-        let (info, range) = match result {
+            .arg(limit.max(1));
+        type Reply = (
+            (Option<u64>, Option<u64>),
+            Value,
+            StreamRangeReply,
+            StreamRangeReply,
+        );
+        let result: redis::RedisResult<Reply> =
+            self.conn.call(Request::Pipe(&pipe), Duration::ZERO).await?;
+        let (totals, info, at, range) = match result {
             Ok(reply) => reply,
             Err(error) if is_no_such_key(&error) => return Ok(None),
             Err(error) => return Err(unavailable(error)),
         };
         let info = StreamInfo::from_reply(&info).map_err(BrokerError)?;
-        if !info.retains_everything_after(after) || range.ids.len() > self.history {
-            // Trimmed away, or more than --history events ago.
+        if !info.retains_everything_after(after) {
             return Ok(None);
         }
         let mut events = Vec::with_capacity(range.ids.len());
-        for entry in range.ids {
-            if entry.id.parse::<EventId>().is_ok_and(|id| id > upto) {
-                break;
-            }
-            match entry::decode(&entry.id, &entry.map) {
-                Ok(event) => events.push(Arc::new(event)),
+        let mut anchor = at
+            .ids
+            .first()
+            .and_then(|e| entry::decode(&e.id, &e.map).ok())
+            .and_then(|e| Some((e.seq?, e.total?)));
+        for raw in &range.ids {
+            match entry::decode(&raw.id, &raw.map) {
+                Ok(decoded) => {
+                    if anchor.is_none() {
+                        // No entry at `after` (a position between entries): the first one after
+                        // it tells where `after` stands.
+                        anchor = decoded.seq.zip(decoded.total).map(|(seq, total)| {
+                            (seq - 1, total.saturating_sub(decoded.event.cost as u64))
+                        });
+                    }
+                    events.push(Arc::new(decoded.event));
+                }
                 Err(error) => {
                     metrics::counter!(m::MALFORMED_ENTRIES).increment(1);
-                    tracing::warn!(%error, id = %entry.id, "skipping a stream entry that is not a Herald event");
+                    tracing::warn!(%error, id = %raw.id, "skipping a stream entry that is not a Herald event");
                 }
             }
         }
+        if !self.within_horizon(after, totals, anchor) {
+            return Ok(None);
+        }
         Ok(Some(events))
+    }
+
+    async fn presence(
+        &self,
+        query: &PresenceQuery,
+        local: PresenceAnswer,
+    ) -> Result<PresenceAnswer, BrokerError> {
+        Ok(self.presence.ask(query, local).await?)
+    }
+
+    fn presence_book(&self, offline_delay: Duration) -> Option<Arc<dyn PresenceBook>> {
+        Some(Arc::new(RedisBook::new(
+            self.conn.clone(),
+            self.keys.clone(),
+            self.presence.node.clone(),
+            offline_delay,
+        )))
     }
 
     fn is_ready(&self) -> bool {

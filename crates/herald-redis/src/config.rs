@@ -14,6 +14,15 @@ pub struct RedisConfig {
     /// Events a client can resume across (`--history`). The stream keeps at least this many
     /// (`MAXLEN ~`), and never fewer than [`MIN_STREAM_LEN`].
     pub history: usize,
+    /// Bytes of events a client can resume across (`--history-bytes`, counted with
+    /// `Publication::history_cost`); the stream holds no more than this.
+    pub history_bytes: u64,
+    /// Age beyond which events leave the stream and resume (`--history-ttl`).
+    pub history_ttl: Option<Duration>,
+    /// Largest seed-format ingress message, in bytes (`--max-body-bytes`, as for publishing).
+    pub max_message_bytes: usize,
+    /// Bounds of the retained values, cluster-wide (`--retained-values`, `--retained-bytes`).
+    pub retained: herald_core::retained::RetainedLimits,
     /// Bound on establishing a connection.
     pub connect_timeout: Duration,
     /// Bound on one command's answer (a blocking read gets its block time on top).
@@ -32,20 +41,41 @@ pub const MIN_STREAM_LEN: usize = 1_000;
 
 /// The seed's channel name.
 pub const DEFAULT_INGRESS_CHANNEL: &str = "user:events";
+/// Key prefix of a cluster that did not choose one.
+pub const DEFAULT_KEY_PREFIX: &str = "herald";
+/// Bound on connecting to Redis, in milliseconds.
+pub const DEFAULT_CONNECT_TIMEOUT_MS: u64 = 2_000;
+/// Bound on one Redis command, in milliseconds.
+pub const DEFAULT_COMMAND_TIMEOUT_MS: u64 = 2_000;
+/// Longest delay between reconnect attempts, in milliseconds.
+pub const DEFAULT_BACKOFF_MAX_MS: u64 = 5_000;
 
 impl RedisConfig {
     pub fn new(url: impl Into<String>) -> Self {
         Self {
             url: url.into(),
-            key_prefix: "herald".into(),
+            key_prefix: DEFAULT_KEY_PREFIX.into(),
             ingress_channel: Some(DEFAULT_INGRESS_CHANNEL.into()),
-            history: 10_000,
-            connect_timeout: Duration::from_secs(2),
-            command_timeout: Duration::from_secs(2),
+            history: herald_core::defaults::HISTORY,
+            history_bytes: herald_core::defaults::HISTORY_BYTES,
+            history_ttl: None,
+            max_message_bytes: herald_core::defaults::MAX_BODY_BYTES,
+            retained: herald_core::HubConfig::default().retained,
+            connect_timeout: Duration::from_millis(DEFAULT_CONNECT_TIMEOUT_MS),
+            command_timeout: Duration::from_millis(DEFAULT_COMMAND_TIMEOUT_MS),
             backoff_min: Duration::from_millis(100),
-            backoff_max: Duration::from_secs(5),
+            backoff_max: Duration::from_millis(DEFAULT_BACKOFF_MAX_MS),
             ingress_dedup_window: Duration::from_secs(60),
         }
+    }
+
+    /// Reconnect delays: the first retry at once, then from `backoff_min` doubling up to
+    /// `backoff_max`, with jitter.
+    pub fn retries(&self) -> herald_core::backoff::Retries {
+        herald_core::backoff::Retries::new(herald_core::backoff::Backoff {
+            base: self.backoff_min.max(Duration::from_millis(1)),
+            cap: self.backoff_max.max(self.backoff_min),
+        })
     }
 
     /// The `MAXLEN ~` bound of the stream.

@@ -1,14 +1,14 @@
 //! Seed-compatible ingress: a plain `PUBLISH user:events '{...}'` becomes one Herald event.
 //!
 //! Redis Pub/Sub hands every message to every subscribed node, but the event must enter the
-//! stream once. Each node therefore turns each message into a small Lua script that appends it
-//! only if a dedup key was not set yet:
+//! stream once. Each node therefore appends each message with the append script
+//! ([`crate::append`]) guarded by a dedup key:
 //!
 //! ```text
-//! SET {herald}:ingress:<sha256(message)>:<n> 1 NX PX <window>  →  XADD only if it was set
+//! SET {herald}:ingress:<sha256(message)>:<n> 1 NX PX <window>  →  append only if it was set
 //! ```
 //!
-//! The script is atomic, so exactly one node's `XADD` happens. `<n>` tells identical messages
+//! The script is atomic, so exactly one node's append happens. `<n>` tells identical messages
 //! apart: it is the message's occurrence number among identical payloads this node received in
 //! the dedup window. Redis delivers a channel's messages to every subscriber in the same order,
 //! so all nodes number the copies alike and the second identical `{"data":"ping"}` is a second
@@ -30,22 +30,21 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use herald_core::unix_us;
-use redis::{Client, Script};
+use redis::Client;
 use sha2::{Digest, Sha256};
 
-use crate::backoff::Backoff;
+use crate::append::{Appended, Appender};
 use crate::config::RedisConfig;
 use crate::keys::Keys;
 use crate::metrics as m;
-use crate::shared_connection::SharedConnection;
-use crate::{entry, seed_message};
+use crate::seed_message;
+use crate::shared_connection::{Request, SharedConnection};
 
-const APPEND_ONCE: &str = r"
-if redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[1]) then
-  return redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', ARGV[3], ARGV[4])
-end
-return false
-";
+/// Most distinct payloads numbered at once. A flood of distinct messages cannot grow the table
+/// past this: when it is full of messages younger than the window, it starts over, and only
+/// identical copies of a message that arrived before that moment could be numbered differently
+/// from other nodes (one of them delivered twice).
+const MAX_NUMBERED: usize = 65_536;
 
 /// Numbers identical payloads seen within the dedup window.
 struct Occurrences {
@@ -65,11 +64,15 @@ impl Occurrences {
 
     /// 1 for the first copy of `digest` in the window, 2 for the second, and so on.
     fn next(&mut self, digest: [u8; 32], now: Instant) -> u64 {
-        if now.duration_since(self.last_pruned) > self.window {
+        if now.duration_since(self.last_pruned) > self.window || self.seen.len() >= MAX_NUMBERED {
             let window = self.window;
             self.seen
                 .retain(|_, (_, last)| now.duration_since(*last) <= window);
             self.last_pruned = now;
+            if self.seen.len() >= MAX_NUMBERED {
+                tracing::warn!("more than {MAX_NUMBERED} distinct ingress messages within the dedup window; numbering starts over");
+                self.seen.clear();
+            }
         }
         let slot = self.seen.entry(digest).or_insert((0, now));
         if now.duration_since(slot.1) > self.window {
@@ -85,6 +88,7 @@ pub(crate) struct Ingress {
     pub client: Client,
     pub conn: Arc<SharedConnection>,
     pub keys: Keys,
+    pub appender: Appender,
     pub channel: String,
     pub config: RedisConfig,
 }
@@ -92,9 +96,8 @@ pub(crate) struct Ingress {
 impl Ingress {
     /// Subscribes and handles messages forever, resubscribing after any failure.
     pub async fn run(mut self) {
-        let script = Script::new(APPEND_ONCE);
         let mut occurrences = Occurrences::new(self.config.ingress_dedup_window);
-        let mut backoff = Backoff::new(self.config.backoff_min, self.config.backoff_max);
+        let mut backoff = self.config.retries();
         let mut first = true;
         loop {
             let subscribed = tokio::time::timeout(self.config.connect_timeout, async {
@@ -124,7 +127,7 @@ impl Ingress {
             tracing::info!(channel = %self.channel, "listening for seed-format messages");
             let mut messages = pubsub.on_message();
             while let Some(message) = messages.next().await {
-                self.handle(&script, &mut occurrences, message.get_payload_bytes())
+                self.handle(&mut occurrences, message.get_payload_bytes())
                     .await;
             }
             tracing::warn!(channel = %self.channel, "ingress subscription lost; resubscribing (messages published meanwhile are not received)");
@@ -132,42 +135,45 @@ impl Ingress {
         }
     }
 
-    async fn handle(&mut self, script: &Script, occurrences: &mut Occurrences, payload: &[u8]) {
-        let publication = match seed_message::parse(payload) {
+    async fn handle(&mut self, occurrences: &mut Occurrences, payload: &[u8]) {
+        let publication = match seed_message::parse(payload, self.config.max_message_bytes) {
             Ok(publication) => publication,
             Err(error) => {
                 metrics::counter!(m::INGRESS_MESSAGES, "outcome" => m::INGRESS_MALFORMED)
                     .increment(1);
-                tracing::warn!(%error, channel = %self.channel, "dropping a malformed ingress message");
+                // The error says what is wrong without quoting the message (it may be private).
+                tracing::warn!(%error, channel = %self.channel, bytes = payload.len(), "dropping a malformed ingress message; it reaches no one");
                 return;
             }
         };
         let digest: [u8; 32] = Sha256::digest(payload).into();
         let occurrence = occurrences.next(digest, Instant::now());
         let digest_hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-        let mut invocation = script.key(&self.keys.stream);
-        invocation
-            .key(self.keys.dedup(&digest_hex, occurrence))
-            .arg(self.config.ingress_dedup_window.as_millis() as u64)
-            .arg(self.config.stream_len())
-            .arg(entry::FIELD)
-            .arg(entry::encode(&publication, unix_us()));
-        let attempt = async {
-            let mut conn = self.conn.get().await?;
-            invocation.invoke_async::<Option<String>>(&mut conn).await
-        };
-        let result = tokio::time::timeout(self.config.command_timeout, attempt).await;
-        let outcome = match result {
-            Ok(Ok(Some(_id))) => m::INGRESS_PUBLISHED,
-            Ok(Ok(None)) => m::INGRESS_DUPLICATE,
-            Ok(Err(error)) => {
-                self.conn.failed(&error).await;
+        let dedup_key = self.keys.dedup(&digest_hex, occurrence);
+        let window_ms = self.config.ingress_dedup_window.as_millis() as u64;
+        let call = self.appender.invocation(
+            std::slice::from_ref(&publication),
+            unix_us(),
+            Some((&dedup_key, window_ms)),
+            None,
+        );
+        let result = self
+            .conn
+            .call::<Vec<String>>(Request::Script(&call), Duration::ZERO)
+            .await;
+        let outcome = match result.map(|reply| reply.map(Appended::from_reply)) {
+            Ok(Ok(Ok(Appended::Duplicate))) => m::INGRESS_DUPLICATE,
+            Ok(Ok(Ok(_))) => m::INGRESS_PUBLISHED,
+            Ok(Ok(Err(error))) => {
                 tracing::warn!(%error, "could not append an ingress message");
                 m::INGRESS_FAILED
             }
-            Err(_) => {
-                self.conn.reset().await;
-                tracing::warn!("appending an ingress message timed out");
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "could not append an ingress message");
+                m::INGRESS_FAILED
+            }
+            Err(error) => {
+                tracing::warn!(%error, "could not append an ingress message");
                 m::INGRESS_FAILED
             }
         };

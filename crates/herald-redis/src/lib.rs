@@ -3,29 +3,33 @@
 //! Redis is the only shared component; nodes never talk to each other. The design, in one
 //! paragraph (docs/SCALING.md has the long form):
 //!
-//! * **One ordered sequence.** Publishing is `XADD` to one Redis Stream ([`keys`]). Redis assigns
-//!   each entry an id `<ms>-<seq>` that increases strictly across the whole cluster; Herald uses
-//!   it unchanged as the event id, so a `Last-Event-ID` means the same on every node.
+//! * **One ordered sequence.** Publishing appends to one Redis Stream ([`keys`]) with one Lua
+//!   script (`append.rs`). Redis assigns each entry an id `<ms>-<seq>` that increases strictly
+//!   across the whole cluster; Herald uses it unchanged as the event id, so a `Last-Event-ID`
+//!   means the same on every node. Each entry also carries its sequence number and the running
+//!   total of event costs, which make trimming visible and history bounds cluster-wide.
 //! * **Fan-out by reading, not by Pub/Sub.** Every node runs one [`reader`] that follows the
 //!   stream with `XREAD BLOCK` from the last id it dispatched and feeds its hub in stream order.
 //!   After a dropped connection it simply reads on from that id: catch-up is the normal path,
 //!   not a special one, so nothing accepted is lost or delivered twice.
-//! * **Shared history.** The stream is trimmed to `MAXLEN ~ N`; resume points older than a
-//!   node's in-memory window are served with `XRANGE` ([`broker`]). When entries a node still
-//!   needed were trimmed, its streams get the reserved `herald.missed` event (`stream_info.rs`).
+//! * **Shared history.** The stream is trimmed to the history bounds (count, bytes, age); resume
+//!   points older than a node's in-memory window are served page by page with `XRANGE`
+//!   ([`broker`]). When entries a node still needed were trimmed, its streams get the reserved
+//!   `herald.missed` event ([`reader`]).
 //! * **Seed ingress.** Services that `PUBLISH user:events '{"userId":..}'` keep working: every
-//!   node subscribes and turns each message into an `XADD`, guarded so exactly one node appends
-//!   it ([`ingress`]).
+//!   node subscribes and appends each message, guarded so exactly one node does ([`ingress`]).
 
-mod backoff;
+mod append;
 pub mod broker;
 pub mod config;
 mod entry;
 pub mod ingress;
 pub mod keys;
 pub mod metrics;
+mod online;
+mod presence;
 pub mod reader;
-mod seed_message;
+pub mod seed_message;
 mod shared_connection;
 mod start;
 mod stream_info;

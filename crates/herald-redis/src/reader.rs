@@ -8,12 +8,12 @@
 //! and read on from the same id. Whatever was added meanwhile is simply the next batch, so a
 //! node that lost Redis for a while delivers exactly what it missed, in order, once.
 //!
-//! Whenever the reader (re)connects or a read returns a full batch (it is behind), the batch is
-//! read together with `XINFO STREAM` in one transaction: if entries it still needed were trimmed,
-//! or Redis lost the stream (restart without persistence), the hub gets a gap
-//! ([`Hub::dispatch_gap`]) and its streams the reserved `herald.missed` event instead of a silent
-//! hole. Other reads need no check: trimming keeps at least `MAXLEN` (≥ 1000) newest entries,
-//! more than a batch, so a read that returns less than a full batch cannot have skipped any.
+//! Nothing is ever skipped silently. Each entry carries its sequence number ([`crate::append`]):
+//! if the next one read is not the one after the last dispatched, entries were trimmed before
+//! this node read them (it fell further behind than the stream keeps), and the hub gets a gap
+//! ([`Hub::dispatch_gap`]) so its streams receive the reserved `herald.missed` event. When the
+//! reader (re)connects it also reads the stream's ends in the same transaction as its first
+//! batch: if Redis lost the stream (a restart without persistence), that is a gap too.
 
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -24,15 +24,14 @@ use redis::streams::StreamReadReply;
 use redis::{AsyncConnectionConfig, Client, Value};
 use tokio::sync::watch;
 
-use crate::backoff::Backoff;
 use crate::config::RedisConfig;
 use crate::entry;
 use crate::keys::Keys;
 use crate::metrics as m;
 use crate::shared_connection::SharedConnection;
-use crate::stream_info::{is_no_such_key, StreamInfo};
+use crate::stream_info::{is_no_such_key, just_before, xinfo, StreamInfo};
 
-/// Entries read per round. Must not exceed the stream's minimum length (see the module docs).
+/// Entries read per round.
 const BATCH: usize = 512;
 /// How long one `XREAD` blocks waiting for new entries before it asks again.
 const BLOCK: Duration = Duration::from_secs(5);
@@ -98,12 +97,14 @@ pub(crate) struct Reader {
     pub shared: Arc<SharedConnection>,
     /// The id of the last event dispatched; reading continues after it.
     pub position: EventId,
+    /// The sequence number of that event, when known.
+    pub seq: Option<u64>,
 }
 
 impl Reader {
     /// Runs until the hub is dropped.
     pub async fn run(mut self) {
-        let mut backoff = Backoff::new(self.config.backoff_min, self.config.backoff_max);
+        let mut backoff = self.config.retries();
         let mut first = true;
         loop {
             let error = match self.connect().await {
@@ -142,24 +143,12 @@ impl Reader {
     async fn follow(
         &mut self,
         conn: &mut MultiplexedConnection,
-        backoff: &mut Backoff,
+        backoff: &mut herald_core::backoff::Retries,
     ) -> Result<(), ReadError> {
-        let mut check = true;
+        let mut entries = self.checked_read(conn).await?;
+        self.status.connected.send_replace(true);
+        backoff.reset();
         loop {
-            let entries = if check {
-                let entries = self.checked_read(conn).await?;
-                self.status.connected.send_replace(true);
-                backoff.reset();
-                entries
-            } else {
-                match self.blocking_read(conn).await? {
-                    // A full batch may start after a hole (the stream moved on by more than it
-                    // keeps while this read was pending): read it again, checked.
-                    Some(reply) if batch_len(&reply) >= BATCH => self.checked_read(conn).await?,
-                    entries => entries,
-                }
-            };
-            check = entries.as_ref().is_some_and(|r| batch_len(r) >= BATCH);
             if let Some(reply) = entries {
                 let Some(hub) = self.hub.upgrade() else {
                     return Ok(());
@@ -168,6 +157,7 @@ impl Reader {
             } else if self.hub.strong_count() == 0 {
                 return Ok(());
             }
+            entries = self.blocking_read(conn).await?;
         }
     }
 
@@ -180,9 +170,7 @@ impl Reader {
         let position = self.position.to_string();
         let result: Result<(Value, Option<StreamReadReply>), _> = redis::pipe()
             .atomic()
-            .cmd("XINFO")
-            .arg("STREAM")
-            .arg(&self.keys.stream)
+            .add_command(xinfo(&self.keys.stream))
             .cmd("XREAD")
             .arg("COUNT")
             .arg(BATCH)
@@ -212,6 +200,7 @@ impl Reader {
                 hub.dispatch_gap(resume);
             }
             self.position = resume;
+            self.seq = None;
             self.status.dispatched.send_replace(resume);
             // What we read was read from the old position; read again from the new one.
             return Ok(None);
@@ -238,16 +227,22 @@ impl Reader {
 
     fn dispatch(&mut self, hub: &Hub, reply: StreamReadReply) {
         for key in reply.keys {
-            for entry in key.ids {
-                match entry::decode(&entry.id, &entry.map) {
-                    Ok(event) => {
-                        self.position = event.id;
-                        hub.dispatch(Arc::new(event));
+            for raw in key.ids {
+                match entry::decode(&raw.id, &raw.map) {
+                    Ok(entry) => {
+                        if let (Some(last), Some(seq)) = (self.seq, entry.seq) {
+                            if seq > last + 1 {
+                                self.gap(hub, entry.event.id, seq - last - 1);
+                            }
+                        }
+                        self.seq = entry.seq;
+                        self.position = entry.event.id;
+                        hub.dispatch(Arc::new(entry.event));
                     }
                     Err(error) => {
                         metrics::counter!(m::MALFORMED_ENTRIES).increment(1);
-                        tracing::warn!(%error, id = %entry.id, "skipping a stream entry that is not a Herald event");
-                        if let Ok(id) = entry.id.parse() {
+                        tracing::warn!(%error, id = %raw.id, "skipping a stream entry that is not a Herald event");
+                        if let Ok(id) = raw.id.parse() {
                             self.position = id;
                         }
                     }
@@ -256,8 +251,16 @@ impl Reader {
         }
         self.status.dispatched.send_replace(self.position);
     }
-}
 
-fn batch_len(reply: &StreamReadReply) -> usize {
-    reply.keys.iter().map(|k| k.ids.len()).sum()
+    /// `missing` entries before `next` were trimmed before this node read them.
+    fn gap(&mut self, hub: &Hub, next: EventId, missing: u64) {
+        tracing::warn!(
+            position = %self.position,
+            next = %next,
+            missing,
+            "events this node had not delivered were trimmed from Redis first (it fell behind further than the history bounds reach); streams get herald.missed"
+        );
+        metrics::counter!(m::GAPS).increment(1);
+        hub.dispatch_gap(just_before(next));
+    }
 }

@@ -2,17 +2,20 @@
 
 use std::sync::Arc;
 
+use herald_core::broker::HubEvent;
 use herald_core::{Herald, Hub, HubConfig};
 use redis::{Client, Value};
 
-use crate::backoff::Backoff;
-use crate::broker::RedisBroker;
+use crate::append::Appender;
+use crate::broker::{Horizon, RedisBroker};
 use crate::config::RedisConfig;
+use crate::entry;
 use crate::ingress::Ingress;
 use crate::keys::Keys;
+use crate::presence::Presence;
 use crate::reader::{Reader, ReaderStatus};
-use crate::shared_connection::SharedConnection;
-use crate::stream_info::{is_no_such_key, StreamInfo};
+use crate::shared_connection::{Request, SharedConnection};
+use crate::stream_info::{is_no_such_key, xinfo, StreamInfo};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -54,11 +57,11 @@ pub async fn start(config: RedisConfig, hub_config: HubConfig) -> Result<Herald,
     }
     let keys = Keys::new(&config.key_prefix);
     let where_ = describe_url(&config);
-    let mut backoff = Backoff::new(config.backoff_min, config.backoff_max);
+    let mut backoff = config.retries();
     let conn = Arc::new(SharedConnection::new(client.clone(), &config));
-    let info = loop {
-        match stream_info(&conn, &config, &keys).await {
-            Ok(connected) => break connected,
+    let (info, retained) = loop {
+        match snapshot(&conn, &config, &keys).await {
+            Ok(snapshot) => break snapshot,
             Err(error) => {
                 let delay = backoff.next_delay();
                 tracing::warn!(redis = %where_, %error, ?delay, "waiting for Redis");
@@ -70,6 +73,7 @@ pub async fn start(config: RedisConfig, hub_config: HubConfig) -> Result<Herald,
     tracing::info!(redis = %where_, stream = %keys.stream, %position, "connected to Redis");
 
     let hub = Hub::starting_at(hub_config, position);
+    hub.restore_retained(retained);
     let status = ReaderStatus::new(position);
     let reader = Reader {
         client: client.clone(),
@@ -79,13 +83,24 @@ pub async fn start(config: RedisConfig, hub_config: HubConfig) -> Result<Herald,
         status: status.clone(),
         shared: conn.clone(),
         position,
+        seq: None,
     };
     let mut tasks = vec![tokio::spawn(reader.run()).abort_handle()];
+    let presence = Presence::new(conn.clone(), keys.clone());
+    tasks.push(
+        tokio::spawn(
+            presence
+                .clone()
+                .run(client.clone(), Arc::downgrade(&hub), config.clone()),
+        )
+        .abort_handle(),
+    );
     if let Some(channel) = config.ingress_channel.clone() {
         let ingress = Ingress {
             client,
             conn: conn.clone(),
             keys: keys.clone(),
+            appender: Appender::new(&keys, &config),
             channel,
             config: config.clone(),
         };
@@ -100,39 +115,54 @@ pub async fn start(config: RedisConfig, hub_config: HubConfig) -> Result<Herald,
     }
     let broker = RedisBroker {
         conn,
+        appender: Appender::new(&keys, &config),
         keys,
-        stream_len: config.stream_len(),
-        history: config.history,
+        horizon: Horizon {
+            events: config.history as u64,
+            bytes: config.history_bytes,
+            ttl: config.history_ttl,
+        },
         command_timeout: config.command_timeout,
         status,
+        presence,
         tasks,
     };
     Ok(Herald::with_broker(hub, Arc::new(broker)))
 }
 
-/// Where the stream stands now (an empty stream if it does not exist yet).
-async fn stream_info(
+/// Where the stream stands now (an empty stream if it does not exist yet), and the retained
+/// values at that point, read together so the reader goes on from exactly there.
+async fn snapshot(
     conn: &SharedConnection,
     config: &RedisConfig,
     keys: &Keys,
-) -> Result<StreamInfo, String> {
-    let attempt = async {
-        let mut conn = conn.get().await?;
-        redis::cmd("XINFO")
-            .arg("STREAM")
-            .arg(&keys.stream)
-            .query_async::<Value>(&mut conn)
-            .await
-    };
-    let reply = tokio::time::timeout(config.connect_timeout + config.command_timeout, attempt)
+) -> Result<(StreamInfo, Vec<(String, Arc<HubEvent>)>), String> {
+    let mut pipe = redis::pipe();
+    pipe.atomic()
+        .add_command(xinfo(&keys.stream))
+        .cmd("HGETALL")
+        .arg(&keys.retained);
+    /// `XINFO STREAM`'s reply and the retained hash's fields and values.
+    type Reply = (Value, Vec<(String, Vec<u8>)>);
+    let reply: redis::RedisResult<Reply> = conn
+        .call(Request::Pipe(&pipe), config.connect_timeout)
         .await
-        .map_err(|_| "no answer in time".to_owned())?;
-    match reply {
-        Ok(value) => StreamInfo::from_reply(&value),
-        Err(error) if is_no_such_key(&error) => Ok(StreamInfo::default()),
-        Err(error) => {
-            conn.failed(&error).await;
-            Err(error.to_string())
-        }
-    }
+        .map_err(|e| e.to_string())?;
+    let (info, retained) = match reply {
+        Ok((info, retained)) => (StreamInfo::from_reply(&info)?, retained),
+        // No stream yet: nothing was ever published, so nothing is retained either.
+        Err(error) if is_no_such_key(&error) => (StreamInfo::default(), Vec::new()),
+        Err(error) => return Err(error.to_string()),
+    };
+    let retained = retained
+        .into_iter()
+        .filter_map(|(field, value)| match entry::decode_retained(&value) {
+            Ok(event) => Some((field, Arc::new(event))),
+            Err(error) => {
+                tracing::warn!(%error, "skipping a retained value that is not a Herald event");
+                None
+            }
+        })
+        .collect();
+    Ok((info, retained))
 }

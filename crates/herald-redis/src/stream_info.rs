@@ -49,8 +49,7 @@ impl StreamInfo {
     /// retained entry (so that entry is the next one it reads).
     pub fn resume_point(&self) -> EventId {
         match self.first_entry {
-            Some(first) if first.seq > 0 => EventId::new(first.ms, first.seq - 1),
-            Some(first) => EventId::new(first.ms.saturating_sub(1), u64::MAX),
+            Some(first) => just_before(first),
             None => self.last_generated,
         }
     }
@@ -100,6 +99,22 @@ impl StreamInfo {
             trimmed: added.saturating_sub(length),
         })
     }
+}
+
+/// The greatest id smaller than `id`: a position from which `id` is the next entry.
+pub(crate) fn just_before(id: EventId) -> EventId {
+    if id.seq > 0 {
+        EventId::new(id.ms, id.seq - 1)
+    } else {
+        EventId::new(id.ms.saturating_sub(1), u64::MAX)
+    }
+}
+
+/// `XINFO STREAM key`.
+pub(crate) fn xinfo(key: &str) -> redis::Cmd {
+    let mut cmd = redis::cmd("XINFO");
+    cmd.arg("STREAM").arg(key);
+    cmd
 }
 
 fn stream_id(key: &str, value: &Value) -> Result<EventId, String> {

@@ -1,7 +1,9 @@
 //! Authentication and authorisation: JWTs for subscribers and publishers, publish keys.
 //!
-//! * Subscribers present a JWT (HS256 with `--jwt-secret`, RS256/ES256 with `--jwt-public-key`;
-//!   only the configured algorithms are accepted). `sub` is the user, `exp` is mandatory,
+//! * Subscribers present a JWT (HS256 with `--jwt-secret`, RS256/ES256 with `--jwt-public-key`,
+//!   RS256/ES256/EdDSA keys chosen by `kid` from `--jwks-url`; only the configured algorithms are
+//!   accepted, and `alg: none` never is). With `--jwt-audience`/`--jwt-issuer`, `aud`/`iss` must
+//!   match (a token without them is refused); without, they are ignored. `sub` is the user, `exp` is mandatory,
 //!   `topics` lists the patterns the holder may subscribe to. Topics matching a `--public-topic`
 //!   pattern are open to every stream, including anonymous ones.
 //! * Publishers present a publish key (compared in constant time over SHA-256 digests, so neither
@@ -11,7 +13,9 @@
 //! Tokens are secrets: nothing here logs them, and error messages never echo them.
 
 use std::path::Path;
+use std::sync::Arc;
 
+use axum::http::{header, HeaderMap};
 use herald_core::{validate_user, Pattern};
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
@@ -20,6 +24,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::error::ApiError;
+use crate::jwks::Jwks;
 
 /// Claim entry allowing a publisher token to send to any user.
 pub const GRANT_USERS: &str = "@users";
@@ -44,9 +49,24 @@ pub enum Subscriber {
     User {
         id: String,
         topics: Vec<Pattern>,
-        expires_at: u64,
+        /// Unix seconds when the stream must end (a token's `exp`, a session's `expiresIn`).
+        expires_at: Option<u64>,
     },
-    Anonymous,
+    /// No user: broadcasts, public topics and the `topics` a session hook granted.
+    Anonymous {
+        topics: Vec<Pattern>,
+        expires_at: Option<u64>,
+    },
+}
+
+impl Subscriber {
+    /// An anonymous stream with no grants of its own (`--allow-anonymous`).
+    pub fn anonymous() -> Self {
+        Self::Anonymous {
+            topics: Vec::new(),
+            expires_at: None,
+        }
+    }
 }
 
 /// What a publisher may do.
@@ -93,6 +113,9 @@ pub struct Auth {
     publish_keys: Vec<[u8; 32]>,
     public_topics: Vec<Pattern>,
     allow_anonymous: bool,
+    jwks: Option<Arc<Jwks>>,
+    audience: Option<String>,
+    issuer: Option<String>,
 }
 
 /// Configuration errors (bad key files and the like), reported at startup.
@@ -135,51 +158,202 @@ impl Auth {
             publish_keys: publish_keys.iter().map(|k| digest(k)).collect(),
             public_topics,
             allow_anonymous,
+            jwks: None,
+            audience: None,
+            issuer: None,
         })
     }
 
-    /// Verifies a JWT's signature, algorithm and expiry.
-    pub fn verify(&self, token: &str) -> Result<Claims, ApiError> {
+    /// Also verify tokens with the keys of this JWKS (`--jwks-url`), chosen by `kid`.
+    pub fn with_jwks(mut self, jwks: Option<Arc<Jwks>>) -> Self {
+        self.jwks = jwks;
+        self
+    }
+
+    /// `--jwt-audience`, `--jwt-issuer`: when given, every token must carry a matching claim.
+    pub fn with_claim_rules(mut self, audience: Option<String>, issuer: Option<String>) -> Self {
+        self.audience = audience.filter(|a| !a.is_empty());
+        self.issuer = issuer.filter(|i| !i.is_empty());
+        self
+    }
+
+    /// The JWKS, for `/readyz`.
+    pub fn jwks(&self) -> Option<&Arc<Jwks>> {
+        self.jwks.as_ref()
+    }
+
+    /// The key that verifies a token with this header: HS256 with the secret; a `kid` found in
+    /// the JWKS (fetched again, rate-limited, when unknown) with that key, if its type and
+    /// `alg` fit; else the `--jwt-public-key` when its algorithm is the token's.
+    async fn key_for(&self, header: &jsonwebtoken::Header) -> Result<KeyRef<'_>, ApiError> {
+        let alg = header.alg;
+        if alg == Algorithm::HS256 {
+            return self
+                .hs256
+                .as_ref()
+                .map(KeyRef::Static)
+                .ok_or_else(|| not_accepted(alg));
+        }
+        let static_key = self
+            .public_key
+            .as_ref()
+            .filter(|(_, configured)| *configured == alg)
+            .map(|(key, _)| KeyRef::Static(key));
+        let Some(jwks) = &self.jwks else {
+            return static_key.ok_or_else(|| not_accepted(alg));
+        };
+        match header.kid.as_deref() {
+            Some(kid) => {
+                // A kid the cached set lacks goes to the static key first, if it fits, so such
+                // tokens cause no fetches (and [`Auth::verify`] asks the JWKS after all if the
+                // static key does not verify the token).
+                let cached = jwks.current().get(kid);
+                match (cached, static_key) {
+                    (Some(key), _) => jwk_for(key, alg),
+                    (None, Some(key)) => Ok(key),
+                    (None, None) => self.jwks_key(kid, alg).await,
+                }
+            }
+            None => match static_key {
+                Some(key) => Ok(key),
+                None => jwks
+                    .current()
+                    .only_key_for(alg)
+                    .map(KeyRef::Jwk)
+                    .ok_or_else(|| {
+                        ApiError::unauthorized(
+                            "token header has no kid, so no JWKS key can be chosen for it",
+                        )
+                    }),
+            },
+        }
+    }
+
+    /// The JWKS key named `kid`, fetching the set again (rate-limited) when it is unknown.
+    async fn jwks_key(&self, kid: &str, alg: Algorithm) -> Result<KeyRef<'_>, ApiError> {
+        let found = match &self.jwks {
+            Some(jwks) => jwks.find(kid).await,
+            None => None,
+        };
+        let key = found.ok_or_else(|| {
+            ApiError::unauthorized("token kid names no key of the JWKS (nor of a configured key)")
+        })?;
+        jwk_for(key, alg)
+    }
+
+    /// Verifies a JWT's signature, algorithm, expiry, not-before time and, when configured,
+    /// audience and issuer.
+    pub async fn verify(&self, token: &str) -> Result<Claims, ApiError> {
+        self.verify_as::<Claims>(token, true)
+            .await
+            .map(|(claims, _)| claims)
+    }
+
+    /// [`Auth::verify`] for any claims type, with `exp` required or (Mercure) optional but
+    /// enforced when present. Also returns the token's header (Mercure checks its `typ`).
+    pub async fn verify_as<T: serde::de::DeserializeOwned>(
+        &self,
+        token: &str,
+        exp_required: bool,
+    ) -> Result<(T, jsonwebtoken::Header), ApiError> {
+        let raw = raw_header(token);
+        if raw.as_ref().is_some_and(|h| h.contains_key("crit")) {
+            // RFC 7515 §4.1.11: extensions listed in `crit` must be understood; Herald
+            // understands none, so such a token cannot be accepted.
+            return Err(ApiError::unauthorized(
+                "token header lists critical extensions (crit) this hub does not understand",
+            ));
+        }
+        if let Some(alg) = raw
+            .as_ref()
+            .and_then(|h| h.get("alg"))
+            .and_then(|a| a.as_str())
+        {
+            if alg.eq_ignore_ascii_case("none") {
+                return Err(ApiError::unauthorized(
+                    "unsigned tokens (alg: none) are never accepted",
+                ));
+            }
+        }
         let header = jsonwebtoken::decode_header(token)
             .map_err(|_| ApiError::unauthorized("malformed token"))?;
-        let key = match (header.alg, &self.hs256, &self.public_key) {
-            (Algorithm::HS256, Some(key), _) => key,
-            (alg, _, Some((key, configured))) if alg == *configured => key,
-            (alg, _, _) => {
-                return Err(ApiError::unauthorized(format!(
-                    "token algorithm {alg:?} is not accepted by this hub"
-                )))
-            }
-        };
+        let key = self.key_for(&header).await?;
         let mut validation = Validation::new(header.alg);
         validation.leeway = 0;
-        validation.validate_aud = false;
-        validation.set_required_spec_claims(&["exp"]);
-        jsonwebtoken::decode::<Claims>(token, key, &validation)
-            .map(|data| data.claims)
+        validation.validate_nbf = true;
+        let mut required = if exp_required { vec!["exp"] } else { vec![] };
+        match &self.audience {
+            Some(audience) => {
+                validation.set_audience(&[audience]);
+                required.push("aud");
+            }
+            None => validation.validate_aud = false,
+        }
+        if let Some(issuer) = &self.issuer {
+            validation.set_issuer(&[issuer]);
+            required.push("iss");
+        }
+        validation.set_required_spec_claims(&required);
+        let mut decoded = jsonwebtoken::decode::<T>(token, key.key(), &validation);
+        if let (Err(error), KeyRef::Static(_), Some(_), Some(kid)) =
+            (&decoded, &key, &self.jwks, header.kid.as_deref())
+        {
+            // A static key tried for a kid the JWKS did not hold yet: the key may be new there.
+            if *error.kind() == ErrorKind::InvalidSignature && header.alg != Algorithm::HS256 {
+                if let Ok(key) = self.jwks_key(kid, header.alg).await {
+                    decoded = jsonwebtoken::decode::<T>(token, key.key(), &validation);
+                }
+            }
+        }
+        decoded
+            .map(|data| (data.claims, data.header))
             .map_err(|error| {
                 ApiError::unauthorized(match error.kind() {
                     ErrorKind::ExpiredSignature => "token expired",
+                    ErrorKind::ImmatureSignature => "token is not valid yet (nbf is in the future)",
                     ErrorKind::InvalidSignature => "token signature is invalid",
-                    ErrorKind::MissingRequiredClaim(_) => "token has no exp claim",
+                    ErrorKind::MissingRequiredClaim(claim) => match claim.as_str() {
+                        "aud" => "token has no aud claim (this hub requires --jwt-audience)",
+                        "iss" => "token has no iss claim (this hub requires --jwt-issuer)",
+                        _ => "token has no exp claim",
+                    },
+                    ErrorKind::InvalidAudience => "token aud is not this hub's --jwt-audience",
+                    ErrorKind::InvalidIssuer => "token iss is not this hub's --jwt-issuer",
+                    ErrorKind::InvalidAlgorithm => "token algorithm does not fit its key",
                     ErrorKind::Json(_) => "token claims are malformed",
                     _ => "invalid token",
                 })
             })
     }
 
+    /// Is `credential` one of the `--publish-key`s? Compared in constant time.
+    pub fn is_publish_key(&self, credential: &str) -> bool {
+        let presented = digest(credential);
+        // Compare against every key without stopping early, so timing says nothing either.
+        let mut matched = subtle::Choice::from(0);
+        for key in &self.publish_keys {
+            matched |= key.ct_eq(&presented);
+        }
+        bool::from(matched)
+    }
+
+    /// `--allow-anonymous`.
+    pub fn allows_anonymous(&self) -> bool {
+        self.allow_anonymous
+    }
+
     /// Authenticates a subscriber. No token is fine only with `--allow-anonymous`.
-    pub fn subscriber(&self, token: Option<&str>) -> Result<Subscriber, ApiError> {
+    pub async fn subscriber(&self, token: Option<&str>) -> Result<Subscriber, ApiError> {
         let Some(token) = token else {
             return if self.allow_anonymous {
-                Ok(Subscriber::Anonymous)
+                Ok(Subscriber::anonymous())
             } else {
                 Err(ApiError::unauthorized(
                     "a token is required (Authorization: Bearer, cookie herald_token, or ?access_token=)",
                 ))
             };
         };
-        let claims = self.verify(token)?;
+        let claims = self.verify(token).await?;
         let id = claims.sub.ok_or_else(|| {
             ApiError::unauthorized("token has no sub claim (a subscriber token names its user)")
         })?;
@@ -188,7 +362,7 @@ impl Auth {
         Ok(Subscriber::User {
             id,
             topics,
-            expires_at: claims.exp,
+            expires_at: Some(claims.exp),
         })
     }
 
@@ -199,8 +373,7 @@ impl Auth {
         requested: &[Pattern],
     ) -> Result<(), ApiError> {
         let granted: &[Pattern] = match who {
-            Subscriber::User { topics, .. } => topics,
-            Subscriber::Anonymous => &[],
+            Subscriber::User { topics, .. } | Subscriber::Anonymous { topics, .. } => topics,
         };
         for pattern in requested {
             let allowed = granted
@@ -218,24 +391,27 @@ impl Auth {
     }
 
     /// Authenticates a publisher from its bearer credential.
-    pub fn publisher(&self, bearer: Option<&str>) -> Result<Publisher, ApiError> {
+    pub async fn publisher(&self, bearer: Option<&str>) -> Result<Publisher, ApiError> {
         let bearer = bearer.ok_or_else(|| {
             ApiError::unauthorized(
                 "publishing needs Authorization: Bearer <publish key or publisher token>",
             )
         })?;
-        let presented = digest(bearer);
-        // Compare against every key without stopping early, so timing says nothing either.
-        let mut matched = subtle::Choice::from(0);
-        for key in &self.publish_keys {
-            matched |= key.ct_eq(&presented);
-        }
-        if bool::from(matched) {
+        if self.is_publish_key(bearer) {
             return Ok(Publisher::Key);
         }
-        let claims = self
-            .verify(bearer)
-            .map_err(|_| ApiError::unauthorized("invalid publish key or publisher token"))?;
+        let claims = self.verify(bearer).await.map_err(|e| {
+            // A JWT hears why it was refused (expired, wrong audience...); anything else is
+            // only "not a key", which says nothing about the keys.
+            if jsonwebtoken::decode_header(bearer).is_ok() {
+                ApiError::unauthorized(format!(
+                    "invalid publish key or publisher token: {}",
+                    e.message
+                ))
+            } else {
+                ApiError::unauthorized("invalid publish key or publisher token")
+            }
+        })?;
         let Some(entries) = claims.publish else {
             return Err(ApiError::forbidden(
                 "this token has no publish claim, so it may not publish",
@@ -252,6 +428,69 @@ impl Auth {
         }
         grant.topics = parse_claim_patterns(topics, "publish")?;
         Ok(Publisher::Token(grant))
+    }
+}
+
+/// A verification key: configured, or from the JWKS.
+enum KeyRef<'a> {
+    Static(&'a DecodingKey),
+    Jwk(Arc<crate::jwks::Key>),
+}
+
+impl KeyRef<'_> {
+    fn key(&self) -> &DecodingKey {
+        match self {
+            KeyRef::Static(key) => key,
+            KeyRef::Jwk(key) => &key.key,
+        }
+    }
+}
+
+/// A JWKS key, if it verifies `alg`.
+fn jwk_for<'a>(key: Arc<crate::jwks::Key>, alg: Algorithm) -> Result<KeyRef<'a>, ApiError> {
+    if key.accepts(alg) {
+        Ok(KeyRef::Jwk(key))
+    } else {
+        Err(ApiError::unauthorized(format!(
+            "token algorithm {alg:?} does not fit the JWKS key its kid names"
+        )))
+    }
+}
+
+fn not_accepted(alg: Algorithm) -> ApiError {
+    ApiError::unauthorized(format!(
+        "token algorithm {alg:?} is not accepted by this hub"
+    ))
+}
+
+/// The token's header as JSON, for what jsonwebtoken's `Header` does not keep (`crit`) or
+/// cannot represent (`alg: none`).
+fn raw_header(token: &str) -> Option<serde_json::Map<String, serde_json::Value>> {
+    use base64::Engine;
+    let encoded = token.split('.').next()?;
+    let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(encoded)
+        .ok()?;
+    serde_json::from_slice(&json).ok()
+}
+
+/// The credential in `Authorization: Bearer <credential>`, if the header is present.
+pub fn bearer(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let value = value
+        .to_str()
+        .map_err(|_| ApiError::unauthorized("Authorization header is not valid text"))?;
+    match value.split_once(' ') {
+        Some((scheme, credential))
+            if scheme.eq_ignore_ascii_case("bearer") && !credential.trim().is_empty() =>
+        {
+            Ok(Some(credential.trim()))
+        }
+        _ => Err(ApiError::unauthorized(
+            "Authorization must be \"Bearer <token>\"",
+        )),
     }
 }
 

@@ -54,6 +54,14 @@ impl ApiError {
         Self::new(StatusCode::TOO_MANY_REQUESTS, "too_many_requests", message).retry_after(5)
     }
 
+    pub fn method_not_allowed(message: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            message,
+        )
+    }
+
     pub fn not_found() -> Self {
         Self::not_found_because("no such endpoint")
     }

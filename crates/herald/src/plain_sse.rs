@@ -1,104 +1,118 @@
-//! SSE streams on cleartext HTTP/1.1 sockets, without hyper's per-connection buffers.
+//! SSE streams on HTTP/1.1 sockets, cleartext or TLS, written by `herald_core::serve_socket`
+//! rather than hyper (which would keep 16 KiB of buffers per connection for as long as it
+//! lives).
 //!
-//! hyper keeps an 8 KiB read buffer and an 8 KiB write buffer for each connection for as long as
-//! it lives. An SSE stream needs neither: after its request the client sends nothing, and every
-//! write is a chunk the hub has already encoded. With tens of thousands of idle streams those
-//! buffers were most of the server's memory, so `GET /events` on cleartext HTTP/1.1 takes this
-//! path:
+//! 1. parse the request head (read by [`crate::server`] already) with `httparse`
+//!    ([`stream_request`]: only an HTTP/1.1 `GET /events` without a body qualifies);
+//! 2. run it through the same axum router as every other request (Host check, auth, CORS,
+//!    subscribe);
+//! 3. if the answer is an open stream, hand the socket, the stream and the response head to
+//!    `serve_socket`, which writes the chunked body and lets the hub write events for the
+//!    stream's user directly.
 //!
-//! 1. peek (not read) the request head and parse it with `httparse`;
-//! 2. run it through the same axum router as every other request (auth, CORS, subscribe);
-//! 3. if the answer is an open stream, consume the head, write the response head, and hand the
-//!    socket to a small task ([`StreamWriter`]) that writes each queued chunk with one `write`
-//!    call. The body ends when the connection closes (`Connection: close`, no chunked framing:
-//!    RFC 9112 §6.3). The socket is also attached to the hub, which writes an event for the
-//!    stream's user itself when nothing is queued: one `write` from the publishing thread, no
-//!    wake-up of the task.
-//!
-//! Everything else — other routes, refused subscribes, heads split over several packets,
-//! HTTP/1.0 — goes to hyper with the socket untouched, so hyper answers it exactly as before.
-//! Refusals have no side effects, so running the router twice for them is harmless.
-
-use std::time::Duration;
+//! Everything else — other routes, HTTP/1.0, HTTP/2 — goes to hyper with the bytes read so far
+//! put back in front of the socket, so hyper answers it exactly as if it had read it itself. A
+//! refused subscribe is not run through the router again (deciding it may have cost a call to
+//! the session hook or a JWKS fetch, which must not happen twice): on a cleartext socket its
+//! answer goes to hyper with the bytes, as the answer to that first request; on TLS, whose
+//! connection has left tokio-rustls by then, [`answer_and_close`] sends it.
 
 use axum::body::Body;
 use axum::Router;
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
+use herald_core::{SocketSettings, StreamSocket};
 use http::{header, HeaderName, HeaderValue, Request, Response};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-use tokio::sync::mpsc;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tower::ServiceExt;
 
-use crate::routes::events::StreamSlot;
-use crate::stream_writer::StreamWriter;
+use crate::app::ClientIp;
+use crate::routes::events::StreamHandoff;
 
-/// Longest request head this path looks at; longer heads go to hyper.
-const PEEK_BYTES: usize = 8 * 1024;
 /// Most headers this path parses; more go to hyper.
 const MAX_HEADERS: usize = 64;
-/// How long to wait for a new connection's first bytes before leaving it to hyper.
-const FIRST_BYTES_WAIT: Duration = Duration::from_secs(10);
 
-/// What became of a connection.
-pub enum Outcome {
-    /// It is an SSE stream now, served by its own task.
-    Streaming,
-    /// Not for this path: serve it with hyper. Nothing has been read from it.
-    Hyper(TcpStream),
+/// What became of a stream request.
+pub enum Outcome<S> {
+    /// An SSE stream: write it with this future (it completes when the stream ends).
+    Streaming(herald_core::SocketWriter<S>),
+    /// No stream (a refused subscribe): the answer to send on the socket.
+    Answer(S, Response<Body>),
 }
 
-/// Serves `socket` as an SSE stream if it is a successful `GET /events`. `alive` is held by the
-/// stream's task until it ends, so shutdown can wait for every stream.
-pub async fn try_stream(
-    mut socket: TcpStream,
+/// The request, if `head` (a complete request head read from a connection) is one this path
+/// serves: an HTTP/1.1 `GET /events` (or Mercure's subscribe, `GET /.well-known/mercure?…`)
+/// without a body. Anything else is hyper's, which reads or discards a body as the refusal
+/// rules say (`crate::request_rules`).
+pub fn stream_request(head: &[u8]) -> Option<Request<Body>> {
+    if !head.starts_with(b"GET /events") && !head.starts_with(b"GET /.well-known/mercure?") {
+        return None;
+    }
+    let request = parse_head(head)?;
+    let bodyless = !request.headers().contains_key(header::CONTENT_LENGTH)
+        && !request.headers().contains_key(header::TRANSFER_ENCODING);
+    bodyless.then_some(request)
+}
+
+/// Runs `request` through the router and, if it opens a stream, hands `socket` to
+/// `herald_core::serve_socket` to write it.
+pub async fn try_stream<S: StreamSocket>(
+    socket: S,
+    mut request: Request<Body>,
+    client: ClientIp,
     router: &Router,
-    alive: &mpsc::Sender<()>,
-    write_timeout: Duration,
-) -> Outcome {
-    let mut peeked = vec![0u8; PEEK_BYTES];
-    let len = match tokio::time::timeout(FIRST_BYTES_WAIT, socket.peek(&mut peeked)).await {
-        Ok(Ok(len)) => len,
-        _ => return Outcome::Hyper(socket),
-    };
-    peeked.truncate(len);
-    if !peeked.starts_with(b"GET /events") {
-        return Outcome::Hyper(socket);
-    }
-    let Some((request, head_len)) = parse_head(&peeked) else {
-        return Outcome::Hyper(socket);
-    };
-    drop(peeked);
-
+    settings: SocketSettings,
+) -> Outcome<S> {
+    request.extensions_mut().insert(client);
     let Ok(mut response) = router.clone().oneshot(request).await;
-    let slot = response.extensions_mut().remove::<StreamSlot>();
-    let Some(stream) = slot
-        .filter(|_| response.status().is_success())
-        .and_then(|s| s.take())
-    else {
-        return Outcome::Hyper(socket);
+    let handoff = response.extensions_mut().remove::<StreamHandoff>();
+    let stream = match handoff.and_then(|h| h.take()) {
+        Some(stream) if response.status().is_success() => stream,
+        _ => return Outcome::Answer(socket, response),
     };
-    let head = response_head(&response);
-    drop(response);
-    // The request head was only peeked at; consume it (it is in the socket buffer already) and
-    // answer. If the client is gone by now, dropping the stream takes it out of the hub.
-    let mut consumed = vec![0u8; head_len];
-    if socket.read_exact(&mut consumed).await.is_ok() && socket.write_all(&head).await.is_ok() {
-        tokio::spawn(StreamWriter::new(
-            socket,
-            stream,
-            write_timeout,
-            alive.clone(),
-        ));
-    }
-    Outcome::Streaming
+    let response_head = response_head(&response);
+    Outcome::Streaming(herald_core::serve_socket(
+        stream,
+        socket,
+        response_head,
+        settings,
+    ))
 }
 
-/// The request, if `bytes` hold a complete, well-formed HTTP/1.1 head, and the head's length.
-fn parse_head(bytes: &[u8]) -> Option<(Request<Body>, usize)> {
+/// Sends `response` as the connection's only answer, then closes it (the TLS path, which has
+/// no hyper connection to hand a refused subscribe to). Router answers are small; one larger
+/// than `MAX_ANSWER_BYTES` is replaced by a 500.
+pub async fn answer_and_close<S: AsyncWrite + Unpin>(mut socket: S, response: Response<Body>) {
+    let (parts, body) = response.into_parts();
+    let (status, headers, body) = match axum::body::to_bytes(body, MAX_ANSWER_BYTES).await {
+        Ok(body) => (parts.status, parts.headers, body),
+        Err(_) => (
+            http::StatusCode::INTERNAL_SERVER_ERROR,
+            http::HeaderMap::new(),
+            Bytes::new(),
+        ),
+    };
+    let mut out = BytesMut::with_capacity(256 + body.len());
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(status.as_str().as_bytes());
+    out.extend_from_slice(b" ");
+    out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
+    out.extend_from_slice(b"\r\n");
+    write_headers(&mut out, &headers);
+    out.extend_from_slice(format!("content-length: {}\r\n", body.len()).as_bytes());
+    out.extend_from_slice(b"connection: close\r\n\r\n");
+    out.extend_from_slice(&body);
+    let _ = socket.write_all(&out).await;
+    let _ = socket.shutdown().await;
+}
+
+/// The largest router answer [`answer_and_close`] sends.
+const MAX_ANSWER_BYTES: usize = 64 * 1024;
+
+/// The request, if `bytes` start with a complete, well-formed HTTP/1.1 `GET` head.
+fn parse_head(bytes: &[u8]) -> Option<Request<Body>> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut parsed = httparse::Request::new(&mut headers);
-    let httparse::Status::Complete(len) = parsed.parse(bytes).ok()? else {
+    let httparse::Status::Complete(_) = parsed.parse(bytes).ok()? else {
         return None;
     };
     if parsed.version != Some(1) || parsed.method != Some("GET") {
@@ -109,25 +123,35 @@ fn parse_head(bytes: &[u8]) -> Option<(Request<Body>, usize)> {
         let name = HeaderName::from_bytes(h.name.as_bytes()).ok()?;
         request = request.header(name, HeaderValue::from_bytes(h.value).ok()?);
     }
-    Some((request.body(Body::empty()).ok()?, len))
+    request.body(Body::empty()).ok()
 }
 
-/// `HTTP/1.1 200 OK` and the router's headers, the body delimited by closing the connection.
-fn response_head(response: &Response<Body>) -> BytesMut {
-    let mut head = BytesMut::with_capacity(256);
+/// `HTTP/1.1 200 OK`, the router's headers and a `Date`, the body in chunked coding.
+fn response_head(response: &Response<Body>) -> Bytes {
+    let mut head = BytesMut::with_capacity(320);
     head.extend_from_slice(b"HTTP/1.1 200 OK\r\n");
-    for (name, value) in response.headers() {
+    write_headers(&mut head, response.headers());
+    // The stream is the connection's last response: the socket closes when it ends.
+    head.extend_from_slice(b"transfer-encoding: chunked\r\nconnection: close\r\n\r\n");
+    head.freeze()
+}
+
+/// The router's headers, except the framing ones this path writes itself, and a `Date`.
+fn write_headers(out: &mut BytesMut, headers: &http::HeaderMap) {
+    for (name, value) in headers {
         if name == header::CONTENT_LENGTH
             || name == header::TRANSFER_ENCODING
             || name == header::CONNECTION
+            || name == header::DATE
         {
             continue;
         }
-        head.extend_from_slice(name.as_str().as_bytes());
-        head.extend_from_slice(b": ");
-        head.extend_from_slice(value.as_bytes());
-        head.extend_from_slice(b"\r\n");
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
     }
-    head.extend_from_slice(b"connection: close\r\n\r\n");
-    head
+    out.extend_from_slice(b"date: ");
+    out.extend_from_slice(httpdate::fmt_http_date(std::time::SystemTime::now()).as_bytes());
+    out.extend_from_slice(b"\r\n");
 }

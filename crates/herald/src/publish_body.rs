@@ -1,45 +1,57 @@
-//! Decoding a `POST /publish` body into validated publications.
+//! Decoding a `POST /publish` body into a validated [`Batch`], in one pass over the JSON.
 //!
 //! The body is one JSON object or an array of them:
-//! `{"event"?, "data", "user"?, "users"?, "topic"?, "topics"?, "retry"?}`. Unknown fields are
+//! `{"event"?, "data", "user"?, "users"?, "topic"?, "topics"?, "retry"?, "retain"?}`. Unknown fields are
 //! rejected (a typo like `"usr"` would otherwise silently broadcast). A string `data` is sent
 //! verbatim; any other JSON value is sent as compact JSON, byte for byte as given minus
-//! insignificant whitespace (key order and number spelling are preserved). A batch is decoded
-//! and validated whole before anything is published: all or nothing.
+//! insignificant whitespace (key order and number spelling are preserved). With `--schema`,
+//! each item's `data` is checked against its event's JSON Schema as it is decoded. A batch is
+//! decoded and validated whole before anything is published: all or nothing.
 
-use herald_core::{json_payload, Publication};
+use herald_core::{json_depth, json_payload, Batch, Publication, Retain};
 use serde::Deserialize;
 use serde_json::value::RawValue;
+
+use crate::schema::EventSchemas;
 
 /// A decoded body.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decoded {
-    pub publications: Vec<Publication>,
+    pub batch: Batch,
     /// The body was an array (answer with `ids`), not a single object (answer with `id`).
-    pub batch: bool,
+    pub is_array: bool,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Item<'a> {
     event: Option<String>,
-    #[serde(borrow)]
-    data: &'a RawValue,
+    /// Absent is `None`; present (even `null`) is `Some`, so `"data": null` publishes `null`.
+    #[serde(borrow, default, deserialize_with = "present")]
+    data: Option<&'a RawValue>,
     user: Option<String>,
     users: Option<Vec<String>>,
     topic: Option<String>,
     topics: Option<Vec<String>>,
     #[serde(borrow)]
     retry: Option<&'a RawValue>,
+    #[serde(borrow)]
+    retain: Option<&'a RawValue>,
+}
+
+/// A field that is present, whatever its value (serde's `Option` would read `null` as absent).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
+    <&RawValue>::deserialize(d).map(Some)
 }
 
 /// Deepest JSON nesting accepted in a body (arrays and objects, the batch array included).
-pub const MAX_DEPTH: usize = 32;
+pub use herald_core::MAX_JSON_DEPTH as MAX_DEPTH;
 
-/// Decodes and validates a publish body. The error is a message for the caller (HTTP 400).
-pub fn decode(body: &[u8]) -> Result<Decoded, String> {
+/// Decodes and validates a publish body, checking data against `schemas` if given. The error is
+/// a message for the caller (HTTP 400).
+pub fn decode(body: &[u8], schemas: Option<&EventSchemas>) -> Result<Decoded, String> {
     let text = std::str::from_utf8(body).map_err(|_| "body is not valid UTF-8".to_owned())?;
-    if nesting_depth(text) > MAX_DEPTH {
+    if json_depth(text) > MAX_DEPTH {
         return Err(format!("JSON is nested deeper than {MAX_DEPTH} levels"));
     }
     let trimmed = text.trim_start();
@@ -51,18 +63,19 @@ pub fn decode(body: &[u8]) -> Result<Decoded, String> {
             Ok(items) => items
                 .into_iter()
                 .enumerate()
-                .map(|(i, item)| publication(item).map_err(|e| format!("item {i}: {e}")))
+                .map(|(i, item)| publication(item, schemas).map_err(|e| format!("item {i}: {e}")))
                 .collect::<Result<_, _>>()?,
-            Err(_) => return Err(batch_error(text)),
+            Err(_) => return Err(batch_error(text, schemas)),
         };
         Ok(Decoded {
-            publications,
-            batch: true,
+            batch: Batch::new(publications).map_err(|e| e.to_string())?,
+            is_array: true,
         })
     } else if trimmed.starts_with('{') {
+        let publication = decode_item(text, schemas)?;
         Ok(Decoded {
-            publications: vec![decode_item(text)?],
-            batch: false,
+            batch: Batch::one(publication).map_err(|e| e.to_string())?,
+            is_array: false,
         })
     } else {
         Err("body must be a JSON object or an array of objects".into())
@@ -70,20 +83,22 @@ pub fn decode(body: &[u8]) -> Result<Decoded, String> {
 }
 
 /// Why a batch that did not parse is wrong, naming the item where possible.
-fn batch_error(text: &str) -> String {
+fn batch_error(text: &str, schemas: Option<&EventSchemas>) -> String {
     let items: Vec<&RawValue> = match serde_json::from_str(text) {
         Ok(items) => items,
         Err(e) => return format!("malformed JSON: {e}"),
     };
     for (i, raw) in items.iter().enumerate() {
-        if let Err(e) = decode_item(raw.get()) {
+        let item =
+            decode_item(raw.get(), schemas).and_then(|p| p.validate().map_err(|e| e.to_string()));
+        if let Err(e) = item {
             return format!("item {i}: {e}");
         }
     }
     "malformed batch".into()
 }
 
-fn decode_item(json: &str) -> Result<Publication, String> {
+fn decode_item(json: &str, schemas: Option<&EventSchemas>) -> Result<Publication, String> {
     let item: Item<'_> = serde_json::from_str(json).map_err(|e| {
         if e.is_data() {
             e.to_string()
@@ -91,19 +106,33 @@ fn decode_item(json: &str) -> Result<Publication, String> {
             format!("malformed JSON: {e}")
         }
     })?;
-    publication(item)
+    publication(item, schemas)
 }
 
-fn publication(item: Item<'_>) -> Result<Publication, String> {
-    let data = json_payload(item.data).map_err(|e| format!("data: {e}"))?;
+/// The publication an item asks for (validated later, with its batch).
+fn publication(item: Item<'_>, schemas: Option<&EventSchemas>) -> Result<Publication, String> {
+    let retain = parse_retain(item.retain)?;
+    let data = match item.data {
+        Some(data) => {
+            if let Some(schemas) = schemas {
+                schemas.check(item.event.as_deref(), data)?;
+            }
+            json_payload(data).map_err(|e| format!("data: {e}"))?
+        }
+        // A clear carries no value.
+        None if retain == Retain::Clear => String::new(),
+        None => return Err("missing field `data`".into()),
+    };
     let publication = Publication {
         event: item.event,
         data,
         users: one_or_many("user", item.user, item.users)?,
         topics: one_or_many("topic", item.topic, item.topics)?,
         retry: item.retry.map(|r| parse_retry(r.get())).transpose()?,
+        retain,
+        labels: None,
+        wire_id: None,
     };
-    publication.validate().map_err(|e| e.to_string())?;
     Ok(publication)
 }
 
@@ -127,6 +156,16 @@ fn one_or_many(
     Ok(all)
 }
 
+/// `retain`: `true` (the event becomes its targets' retained value), `false`, or `"clear"`.
+fn parse_retain(raw: Option<&RawValue>) -> Result<Retain, String> {
+    match raw.map(RawValue::get) {
+        None | Some("false") => Ok(Retain::No),
+        Some("true") => Ok(Retain::Keep),
+        Some(r#""clear""#) => Ok(Retain::Clear),
+        Some(_) => Err(r#"retain must be true, false or "clear""#.into()),
+    }
+}
+
 /// `retry` is milliseconds: a non-negative integer, or a string of ASCII digits.
 fn parse_retry(raw: &str) -> Result<u64, String> {
     let digits = raw
@@ -139,42 +178,14 @@ fn parse_retry(raw: &str) -> Result<u64, String> {
     digits.parse().map_err(|_| "retry is too large".to_owned())
 }
 
-/// The deepest bracket nesting in `text`, ignoring brackets inside strings. Runs before parsing
-/// so a hostile body cannot make any later step work hard.
-fn nesting_depth(text: &str) -> usize {
-    let (mut depth, mut deepest) = (0usize, 0usize);
-    let (mut in_string, mut escaped) = (false, false);
-    for b in text.bytes() {
-        if in_string {
-            match (escaped, b) {
-                (true, _) => escaped = false,
-                (false, b'\\') => escaped = true,
-                (false, b'"') => in_string = false,
-                _ => {}
-            }
-            continue;
-        }
-        match b {
-            b'"' => in_string = true,
-            b'[' | b'{' => {
-                depth += 1;
-                deepest = deepest.max(depth);
-            }
-            b']' | b'}' => depth = depth.saturating_sub(1),
-            _ => {}
-        }
-    }
-    deepest
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn one(body: &str) -> Publication {
-        let decoded = decode(body.as_bytes()).unwrap();
-        assert!(!decoded.batch);
-        decoded.publications.into_iter().next().unwrap()
+        let decoded = decode(body.as_bytes(), None).unwrap();
+        assert!(!decoded.is_array);
+        decoded.batch.into_inner().into_iter().next().unwrap()
     }
 
     #[test]
@@ -194,15 +205,15 @@ mod tests {
 
     #[test]
     fn targets_merge_and_batch_is_detected() {
-        let d = decode(br#"[{"data":1,"user":"a","users":["b","a"]},{"data":2,"topics":["t/1"],"topic":"t/2"}]"#).unwrap();
-        assert!(d.batch);
-        assert_eq!(d.publications[0].users, vec!["a", "b"]);
-        assert_eq!(d.publications[1].topics, vec!["t/1", "t/2"]);
+        let d = decode(br#"[{"data":1,"user":"a","users":["b","a"]},{"data":2,"topics":["t/1"],"topic":"t/2"}]"#, None).unwrap();
+        assert!(d.is_array);
+        assert_eq!(d.batch[0].users, vec!["a", "b"]);
+        assert_eq!(d.batch[1].topics, vec!["t/1", "t/2"]);
     }
 
     #[test]
     fn bad_bodies_have_clear_errors() {
-        let err = |b: &str| decode(b.as_bytes()).unwrap_err();
+        let err = |b: &str| decode(b.as_bytes(), None).unwrap_err();
         assert!(err("{").contains("malformed JSON"));
         assert!(err("42").contains("JSON object or an array"));
         assert!(err("[]").contains("empty"));
@@ -218,8 +229,23 @@ mod tests {
         let deep_data = format!("{{\"data\":{}1{}}}", "[".repeat(40), "]".repeat(40));
         assert!(err(&deep_data).contains("nested deeper"));
         let brackets_in_strings = format!("{{\"data\":\"{}\"}}", "[".repeat(100));
-        assert!(decode(brackets_in_strings.as_bytes()).is_ok());
-        assert!(decode(&[0xff, 0xfe]).unwrap_err().contains("UTF-8"));
+        assert!(decode(brackets_in_strings.as_bytes(), None).is_ok());
+        assert!(decode(&[0xff, 0xfe], None).unwrap_err().contains("UTF-8"));
+    }
+
+    #[test]
+    fn retain_keeps_clears_or_is_refused() {
+        assert_eq!(
+            one(r#"{"data":1,"topic":"t","retain":true}"#).retain,
+            Retain::Keep
+        );
+        assert_eq!(one(r#"{"data":1,"retain":false}"#).retain, Retain::No);
+        let clear = one(r#"{"event":"unread","user":"u","retain":"clear"}"#);
+        assert_eq!((clear.retain, clear.data.as_str()), (Retain::Clear, ""));
+        let err = decode(br#"{"data":1,"retain":"yes"}"#, None).unwrap_err();
+        assert!(err.contains("retain"), "{err}");
+        let err = decode(br#"{"event":"x","retain":true}"#, None).unwrap_err();
+        assert!(err.contains("data"), "{err}");
     }
 
     #[test]
@@ -231,7 +257,7 @@ mod tests {
     proptest::proptest! {
         #[test]
         fn never_panics_on_arbitrary_bytes(body in proptest::collection::vec(proptest::num::u8::ANY, 0..256)) {
-            let _ = decode(&body);
+            let _ = decode(&body, None);
         }
 
         #[test]

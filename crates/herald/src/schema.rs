@@ -5,13 +5,15 @@
 //! cannot drift apart. Unnamed events are checked under the name `message`. Events not in the
 //! file pass, unless `--schema-strict` is given.
 //!
-//! The check runs on the request path before anything is published: a batch with one bad item
-//! is refused whole (400, naming the item, the event and where in `data` the problem is).
+//! The check runs while the publish body is decoded ([`crate::publish_body`]), on each item's
+//! `data` alone, before anything is published: a batch with one bad item is refused whole (400,
+//! naming the item, the event and where in `data` the problem is).
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 /// Compiled schemas, one per event name.
@@ -58,44 +60,36 @@ impl EventSchemas {
         self.validators.len()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.validators.is_empty()
-    }
-
-    /// Checks every item of a publish body (already known to decode). The error is a message
-    /// for the publisher.
-    pub fn check_body(&self, body: &[u8]) -> Result<(), String> {
-        let value: Value =
-            serde_json::from_slice(body).map_err(|e| format!("malformed JSON: {e}"))?;
-        match &value {
-            Value::Array(items) => items.iter().enumerate().try_for_each(|(index, item)| {
-                self.check_item(item)
-                    .map_err(|e| format!("item {index}: {e}"))
-            }),
-            item => self.check_item(item),
-        }
-    }
-
-    fn check_item(&self, item: &Value) -> Result<(), String> {
-        let event = item
-            .get("event")
-            .and_then(Value::as_str)
-            .unwrap_or("message");
-        let data = item.get("data").unwrap_or(&Value::Null);
-        match self.validators.get(event) {
-            Some(validator) => match validator.iter_errors(data).next() {
-                None => Ok(()),
-                Some(error) => {
-                    let at = error.instance_path().to_string();
-                    let at = if at.is_empty() { "data".to_owned() } else { format!("data{at}") };
-                    Err(format!("event {event:?} does not match its schema at {at}: {error}"))
-                }
-            },
-            None if self.strict => Err(format!(
-                "event {event:?} is not in the schema file, and --schema-strict refuses unknown events"
-            )),
+    /// Checks one item's `data` against the schema of its event (unnamed events are
+    /// `message`). The error is a message for the publisher.
+    pub fn check(&self, event: Option<&str>, data: &RawValue) -> Result<(), String> {
+        let event = event.unwrap_or("message");
+        let Some(validator) = self.validators.get(event) else {
+            return if self.strict {
+                Err(format!(
+                    "event {event:?} is not in the schema file, and --schema-strict refuses unknown events"
+                ))
+            } else {
+                Ok(())
+            };
+        };
+        let data: Value =
+            serde_json::from_str(data.get()).map_err(|e| format!("malformed JSON: {e}"))?;
+        let result = match validator.iter_errors(&data).next() {
             None => Ok(()),
-        }
+            Some(error) => {
+                let at = error.instance_path().to_string();
+                let at = if at.is_empty() {
+                    "data".to_owned()
+                } else {
+                    format!("data{at}")
+                };
+                Err(format!(
+                    "event {event:?} does not match its schema at {at}: {error}"
+                ))
+            }
+        };
+        result
     }
 }
 
@@ -116,35 +110,45 @@ mod tests {
         EventSchemas::load(&path, strict).unwrap()
     }
 
+    /// What `POST /publish` answers for `body` with these schemas.
+    fn check_body(schemas: &EventSchemas, body: &[u8]) -> Result<(), String> {
+        crate::publish_body::decode(body, Some(schemas)).map(drop)
+    }
+
     #[test]
     fn checks_data_of_known_events_and_names_the_place() {
         let s = schemas(false);
         assert_eq!(
-            s.check_body(br#"{"event":"order_update","data":{"orderId":"1","status":"shipped"}}"#),
+            check_body(
+                &s,
+                br#"{"event":"order_update","data":{"orderId":"1","status":"shipped"}}"#
+            ),
             Ok(())
         );
-        let err = s
-            .check_body(br#"{"event":"order_update","data":{"orderId":"1","status":"lost"}}"#)
-            .unwrap_err();
+        let err = check_body(
+            &s,
+            br#"{"event":"order_update","data":{"orderId":"1","status":"lost"}}"#,
+        )
+        .unwrap_err();
         assert!(
             err.contains("order_update") && err.contains("data/status"),
             "{err}"
         );
-        let err = s
-            .check_body(br#"[{"data":1},{"event":"order_update","data":{"status":"pending"}}]"#)
-            .unwrap_err();
+        let err = check_body(
+            &s,
+            br#"[{"data":1},{"event":"order_update","data":{"status":"pending"}}]"#,
+        )
+        .unwrap_err();
         assert!(
             err.starts_with("item 1:") && err.contains("orderId"),
             "{err}"
         );
-        assert_eq!(s.check_body(br#"{"event":"other","data":1}"#), Ok(()));
+        assert_eq!(check_body(&s, br#"{"event":"other","data":1}"#), Ok(()));
     }
 
     #[test]
     fn strict_mode_refuses_unknown_events() {
-        let err = schemas(true)
-            .check_body(br#"{"event":"other","data":1}"#)
-            .unwrap_err();
+        let err = check_body(&schemas(true), br#"{"event":"other","data":1}"#).unwrap_err();
         assert!(err.contains("--schema-strict"), "{err}");
     }
 }

@@ -46,53 +46,67 @@ fn assert_everything_delivered(report: &Value) {
     assert_eq!(report["errors"], Value::Array(vec![]), "{report}");
 }
 
+/// Streams held open; their memory is sampled.
+const IDLE: &[&str] = &["--scenario", "idle", "--streams", "200", "--duration", "1s"];
+
+/// The scenarios that deliver events, each short.
+const DELIVERING: [&[&str]; 4] = [
+    &[
+        "--scenario",
+        "per-user",
+        "--streams",
+        "200",
+        "--rate",
+        "500",
+        "--duration",
+        "1s",
+    ],
+    &[
+        "--scenario",
+        "broadcast",
+        "--streams",
+        "200",
+        "--duration",
+        "1s",
+    ],
+    &[
+        "--scenario",
+        "large",
+        "--streams",
+        "20",
+        "--size",
+        "65536",
+        "--duration",
+        "1s",
+    ],
+    &["--scenario", "reconnect", "--streams", "200"],
+];
+
+/// Runs the idle and every delivering scenario against `server`, each with `extra` flags.
+fn run_every_scenario(server: &Server, extra: &[&str]) {
+    let idle = bench(server, &[extra, IDLE].concat());
+    assert_eq!(idle["streams_open"], 200, "{idle}");
+    assert!(idle["rss_loaded_bytes"].as_u64().unwrap() > 0, "{idle}");
+    for args in DELIVERING {
+        assert_everything_delivered(&bench(server, &[extra, args].concat()));
+    }
+}
+
 #[test]
 fn every_scenario_runs_and_nothing_is_lost() {
     let server = Server::start(&[]);
-    let idle = bench(
-        &server,
-        &["--scenario", "idle", "--streams", "200", "--duration", "1s"],
-    );
-    assert_eq!(idle["streams_open"], 200, "{idle}");
-    assert!(idle["rss_loaded_bytes"].as_u64().unwrap() > 0, "{idle}");
-
-    for args in [
-        &[
-            "--scenario",
-            "per-user",
-            "--streams",
-            "200",
-            "--rate",
-            "500",
-            "--duration",
-            "1s",
-        ][..],
-        &[
-            "--scenario",
-            "broadcast",
-            "--streams",
-            "200",
-            "--duration",
-            "1s",
-        ],
-        &[
-            "--scenario",
-            "large",
-            "--streams",
-            "20",
-            "--size",
-            "65536",
-            "--duration",
-            "1s",
-        ],
-        &["--scenario", "reconnect", "--streams", "200"],
-    ] {
-        assert_everything_delivered(&bench(&server, args));
-    }
+    run_every_scenario(&server, &[]);
     let batched = bench(
         &server,
         &["--scenario", "publish", "--batch", "50", "--duration", "1s"],
     );
     assert!(batched["published"].as_u64().unwrap() >= 50, "{batched}");
     assert_eq!(batched["publish_errors"], 0, "{batched}");
+}
+
+#[test]
+fn the_scenarios_run_over_tls_and_nothing_is_lost() {
+    let (cert, key, _) = common::tls::self_signed();
+    let server = Server::start(&["--tls-cert", &cert, "--tls-key", &key]);
+    run_every_scenario(&server, &["--tls-ca", &cert]);
 }

@@ -267,3 +267,39 @@ fn every_subcommand_has_help_with_an_example() {
         );
     }
 }
+
+#[tokio::test]
+async fn publish_retains_and_is_idempotent_with_a_key() {
+    let server = Server::start(&[]);
+    let url = server.url("");
+    let publish = |extra: &[&str]| {
+        let mut args = vec!["publish", "--url", &url, "--key", KEY, "--user", "alice"];
+        args.extend_from_slice(extra);
+        let output = run(&args);
+        assert!(output.status.success(), "{}", stderr(&output));
+        String::from_utf8_lossy(&output.stdout).trim().to_owned()
+    };
+    let retained = publish(&["--event", "unread", "--data", "3", "--retain"]);
+    // A stream opened afterwards starts with the retained value.
+    let mut sse = Sse::ok(&server.addr, &token("alice", &[])).await;
+    let first = sse.next_event().await;
+    assert_eq!(
+        (first.event_type.as_str(), first.data.as_str()),
+        ("unread", "3")
+    );
+    assert_eq!(first.last_event_id, retained);
+    // The same key twice: the same id, one delivery.
+    let once = [
+        "--event",
+        "paid",
+        "--data",
+        "1",
+        "--idempotency-key",
+        "order-42",
+    ];
+    assert_eq!(publish(&once), publish(&once));
+    publish(&["--event", "end", "--data", "0"]);
+    assert_eq!(sse.names_until("end").await, ["paid", "end"]);
+    // --retain clear needs no data.
+    publish(&["--event", "unread", "--retain", "clear"]);
+}

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::*;
 use futures_util::StreamExt;
-use herald::auth::Claims;
+use herald::Claims;
 use herald_client::{
     subscribe, Backoff, ClientError, Event, EventStream, PublishItem, Publisher, SubscribeOptions,
 };

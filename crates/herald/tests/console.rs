@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use herald::auth::Claims;
+use herald::Claims;
 use http_body_util::Full;
 use serde_json::json;
 

@@ -4,51 +4,15 @@
 
 mod common;
 
-use std::sync::Arc;
-
 use bytes::Bytes;
+use common::tls::{self_signed, tls_connect};
 use common::*;
 use futures_util::future::join_all;
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
-
-/// A self-signed certificate for localhost, written to temp files: (cert path, key path, DER).
-fn self_signed() -> (String, String, CertificateDer<'static>) {
-    let certified = rcgen::generate_simple_self_signed(vec!["localhost".into()]).expect("cert");
-    let dir = std::env::temp_dir().join(format!("herald-tls-{}", rand::random::<u64>()));
-    std::fs::create_dir_all(&dir).expect("dir");
-    let cert = dir.join("cert.pem");
-    let key = dir.join("key.pem");
-    std::fs::write(&cert, certified.cert.pem()).expect("write cert");
-    std::fs::write(&key, certified.signing_key.serialize_pem()).expect("write key");
-    let der = certified.cert.der().clone();
-    (cert.display().to_string(), key.display().to_string(), der)
-}
-
-async fn tls_connect(
-    addr: &str,
-    root: CertificateDer<'static>,
-    alpn: &[&[u8]],
-) -> tokio_rustls::client::TlsStream<TcpStream> {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(root).expect("root");
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .expect("versions")
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-    let tcp = TcpStream::connect(addr).await.expect("connect");
-    tokio_rustls::TlsConnector::from(Arc::new(config))
-        .connect(ServerName::try_from("localhost").expect("name"), tcp)
-        .await
-        .expect("TLS handshake")
-}
 
 /// Opens `n` streams and a publish on one HTTP/2 connection; every stream gets the broadcast.
 async fn hundred_streams_on_one_connection<I>(io: I, authority: &str)
@@ -196,4 +160,38 @@ fn bad_tls_settings_stop_the_hub_with_the_reason() {
         let stderr = serve_refuses(args);
         assert!(stderr.contains(expected), "{args:?}: {stderr}");
     }
+}
+
+/// Opens event streams one after another on one h2c connection; the statuses.
+async fn statuses_of_streams_on_one_connection(addr: &str, n: usize) -> Vec<u16> {
+    let tcp = TcpStream::connect(addr).await.expect("connect");
+    let (sender, connection) = http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+        .await
+        .expect("h2 handshake");
+    tokio::spawn(connection);
+    let alice = token("alice", &[]);
+    let mut statuses = Vec::new();
+    let mut open = Vec::new();
+    for _ in 0..n {
+        let request = http::Request::get(format!("http://{addr}/events"))
+            .header("authorization", format!("Bearer {alice}"))
+            .body(Full::<Bytes>::default())
+            .unwrap();
+        let response = sender.clone().send_request(request).await.expect("stream");
+        statuses.push(response.status().as_u16());
+        open.push(response);
+    }
+    statuses
+}
+
+#[tokio::test]
+async fn http2_event_streams_count_against_the_per_ip_limits() {
+    // The connection is one of the three; two streams fit beside it, the third does not.
+    let capped = Server::start(&["--max-connections-per-ip", "3"]);
+    let statuses = statuses_of_streams_on_one_connection(&capped.addr, 4).await;
+    assert_eq!(statuses, [200, 200, 429, 429]);
+    // Each stream is a new connection for the rate, too.
+    let rated = Server::start(&["--max-connect-rate-per-ip", "3"]);
+    let statuses = statuses_of_streams_on_one_connection(&rated.addr, 4).await;
+    assert_eq!(statuses, [200, 200, 429, 429]);
 }

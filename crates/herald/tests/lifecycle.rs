@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use herald::auth::Claims;
+use herald::Claims;
 use herald_proto::Item;
 use serde_json::json;
 

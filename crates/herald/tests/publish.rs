@@ -3,7 +3,7 @@
 mod common;
 
 use common::*;
-use herald::auth::Claims;
+use herald::Claims;
 use serde_json::json;
 
 fn publisher(grants: &[&str]) -> String {

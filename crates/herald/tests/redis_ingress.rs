@@ -13,12 +13,9 @@ const PUBLISHED: &str = "herald_redis_ingress_messages_total{outcome=\"published
 const DUPLICATE: &str = "herald_redis_ingress_messages_total{outcome=\"duplicate\"}";
 const MALFORMED: &str = "herald_redis_ingress_messages_total{outcome=\"malformed\"}";
 
-#[tokio::test]
-async fn seed_format_messages_are_delivered_once_per_stream_with_several_nodes() {
-    let redis = Redis::start().await;
-    let nodes = [node(&redis, &[]), node(&redis, &[]), node(&redis, &[])];
-    let mut admin = redis.conn().await;
-    eventually("every node subscribed to the ingress channel", || {
+/// Waits until `nodes` nodes listen on the ingress channel.
+async fn subscribed(admin: &redis::aio::MultiplexedConnection, nodes: usize) {
+    eventually("the nodes subscribed to the ingress channel", || {
         let mut admin = admin.clone();
         async move {
             let counts: Vec<(String, usize)> = redis::cmd("PUBSUB")
@@ -27,10 +24,18 @@ async fn seed_format_messages_are_delivered_once_per_stream_with_several_nodes()
                 .query_async(&mut admin)
                 .await
                 .unwrap();
-            counts.first().map(|(_, n)| *n) == Some(3)
+            counts.first().map(|(_, n)| *n) == Some(nodes)
         }
     })
     .await;
+}
+
+#[tokio::test]
+async fn seed_format_messages_are_delivered_once_per_stream_with_several_nodes() {
+    let redis = Redis::start().await;
+    let nodes = [node(&redis, &[]), node(&redis, &[]), node(&redis, &[])];
+    let mut admin = redis.conn().await;
+    subscribed(&admin, 3).await;
 
     let user_token = token("user_123", &["orders/*"]);
     let mut streams = Vec::new();
@@ -49,7 +54,8 @@ async fn seed_format_messages_are_delivered_once_per_stream_with_several_nodes()
         seed,
         r#"{"topic":"orders/7","event":"order_update","data":"shipped"}"#,
         r#"{"userId":"user_123","event":"herald.missed","data":1}"#,
-        r#"{"event":"maintenance","data":{"at":"22:00"}}"#,
+        // A broadcast says so (DESIGN v2: a message without a recipient reaches no one).
+        r#"{"event":"maintenance","data":{"at":"22:00"},"broadcast":true}"#,
         r#"{"userId":"user_123","event":"end","data":0}"#,
     ];
     for message in messages {
@@ -118,4 +124,60 @@ async fn seed_format_messages_are_delivered_once_per_stream_with_several_nodes()
         .map(|(n, _, _)| n)
         .collect();
     assert_eq!(names, ["payment_completed", "maintenance", "end"]);
+}
+
+#[tokio::test]
+async fn a_message_without_a_recipient_reaches_no_one_and_is_counted() {
+    let redis = Redis::start().await;
+    let n = node(&redis, &["--max-body-bytes", "64KiB"]);
+    let mut admin = redis.conn().await;
+    subscribed(&admin, 1).await;
+    let mut alice = open(&n, &token("alice", &[]), "", None).await;
+    let mut anonymous_minded = open(&n, &token("bob", &[]), "", None).await;
+
+    // What a publishing service's bugs produce: userId null (a failed lookup), missing
+    // (`JSON.stringify({userId: undefined, ...})`), of another type; too deep; too large.
+    let deep = format!(
+        r#"{{"userId":"alice","data":{}1{}}}"#,
+        "[".repeat(40),
+        "]".repeat(40)
+    );
+    let large = format!(r#"{{"userId":"alice","data":"{}"}}"#, "p".repeat(100_000));
+    let bad = [
+        r#"{"userId":null,"event":"dm","data":{"text":"private to someone"}}"#.to_owned(),
+        r#"{"event":"dm","data":{"text":"private to someone"}}"#.to_owned(),
+        r#"{"userId":{"id":"alice"},"event":"dm","data":{"text":"private"}}"#.to_owned(),
+        deep,
+        large,
+    ];
+    for message in bad.iter().map(String::as_str).chain([
+        r#"{"userId":"alice","event":"end","data":0}"#,
+        r#"{"event":"end","data":0,"broadcast":true}"#,
+    ]) {
+        let _: i64 = redis::cmd("PUBLISH")
+            .arg(CHANNEL)
+            .arg(message)
+            .query_async(&mut admin)
+            .await
+            .unwrap();
+    }
+    // Alice's stream gets her own `end` and the broadcast `end`, nothing in between; Bob's
+    // only the broadcast.
+    let names: Vec<String> = {
+        let mut names = Vec::new();
+        while names.len() < 2 {
+            names.push(alice.next_event().await.event_type);
+        }
+        names
+    };
+    assert_eq!(names, ["end", "end"]);
+    assert_eq!(anonymous_minded.next_event().await.event_type, "end");
+    eventually("every bad message counted", || async {
+        metric(&n, MALFORMED).await == bad.len() as f64
+    })
+    .await;
+    assert!(
+        !n.output().contains("private"),
+        "no message content in the log"
+    );
 }

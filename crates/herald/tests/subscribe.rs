@@ -3,7 +3,7 @@
 mod common;
 
 use common::*;
-use herald::auth::Claims;
+use herald::Claims;
 use herald_proto::Item;
 use serde_json::json;
 
@@ -50,7 +50,7 @@ async fn missing_invalid_and_expired_tokens_get_401() {
         .unwrap()
         .contains("expired"));
 
-    let other_secret = herald::commands::token::mint_hs256(
+    let other_secret = herald::mint_hs256(
         "some-other-secret",
         &Claims {
             sub: Some("alice".into()),

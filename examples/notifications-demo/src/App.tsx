@@ -1,6 +1,6 @@
 import { createHeraldHooks, useConnectionState, useNotifications, useProgress, type HeraldNotification } from '@herald/react';
-import { useCallback, useEffect, useState } from 'react';
-import type { Events, Order } from './events';
+import { useCallback, useEffect, useState, type FormEvent } from 'react';
+import type { Events, FeedItem, Order } from './events';
 
 const { useSSE, useHeraldClient } = createHeraldHooks<Events>();
 
@@ -17,6 +17,7 @@ export function App({ user }: { user: string }) {
         <Orders />
         <Import />
         <Feed />
+        <SendNotification />
       </main>
       <Toasts />
     </div>
@@ -33,30 +34,65 @@ function ConnectionPill() {
   );
 }
 
+/** An inline bell: renders the same everywhere, with or without an emoji font. */
+function BellIcon() {
+  return (
+    <svg width="22" height="22" viewBox="0 0 24 24" fill="none" stroke="currentColor" strokeWidth="2"
+      strokeLinecap="round" strokeLinejoin="round" aria-hidden="true" data-testid="bell-icon">
+      <path d="M18 8a6 6 0 0 0-12 0c0 7-3 9-3 9h18s-3-2-3-9" />
+      <path d="M13.73 21a2 2 0 0 1-3.46 0" />
+    </svg>
+  );
+}
+
+function markReadOnServer(one: boolean): void {
+  void fetch('/api/read', { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ one }) });
+}
+
 function Bell() {
-  const { notifications, unreadCount, markRead, markAllRead, permission, requestPermission } =
+  const { notifications, markRead, markAllRead, permission, requestPermission } =
     useNotifications<Events['notification']>({ browser: true });
+  // The backend's count, retained by the hub: right as soon as the page opens, in every tab.
+  const unreadCount = useSSE('unread').data?.count ?? 0;
   const [open, setOpen] = useState(false);
   return (
     <div className="bell">
-      <button className="bell-button" onClick={() => setOpen((o) => !o)} aria-label="notifications" data-testid="bell">
-        🔔{unreadCount > 0 && <span className="badge" data-testid="unread">{unreadCount}</span>}
+      <button className="bell-button" onClick={() => setOpen((o) => !o)} aria-label={`notifications, ${unreadCount} unread`} data-testid="bell">
+        <BellIcon />
+        {unreadCount > 0 && <span className="badge" data-testid="unread">{unreadCount}</span>}
       </button>
       {open && (
         <div className="dropdown" data-testid="inbox">
           <div className="dropdown-head">
             <strong>Notifications</strong>
-            <button onClick={markAllRead} data-testid="mark-all-read">Mark all read</button>
+            <button
+              className="btn btn-small"
+              onClick={() => {
+                markAllRead();
+                markReadOnServer(false);
+              }}
+              data-testid="mark-all-read"
+            >
+              Mark all read
+            </button>
           </div>
           {permission === 'default' && (
             <button className="link" onClick={() => void requestPermission()}>
               Enable browser notifications
             </button>
           )}
-          {notifications.length === 0 && <p className="muted">Nothing yet.</p>}
+          {notifications.length === 0 && <p className="muted">Nothing since this page opened.</p>}
           <ul>
             {notifications.map((n) => (
-              <li key={n.id} className={n.read ? 'read' : 'unread'} onClick={() => markRead(n.id)}>
+              <li
+                key={n.id}
+                className={n.read ? 'read' : 'unread'}
+                onClick={() => {
+                  if (n.read) return;
+                  markRead(n.id);
+                  markReadOnServer(true);
+                }}
+              >
                 <strong>{n.payload.title}</strong>
                 {n.payload.body && <span>{n.payload.body}</span>}
                 <time>{new Date(n.receivedAt).toLocaleTimeString()}</time>
@@ -125,28 +161,38 @@ function Orders() {
 }
 
 function Import() {
-  const [jobId, setJobId] = useState<string | null>(null);
+  // The latest job_progress is retained by the hub: a tab opened mid-way shows the running import.
+  const latest = useSSE('job_progress').data;
+  const [started, setStarted] = useState<string | null>(null);
+  const [starting, setStarting] = useState(false);
+  const jobId = latest?.jobId ?? started;
   const progress = useProgress(jobId);
   const start = async () => {
-    const { jobId: id } = (await (await fetch('/api/import', { method: 'POST' })).json()) as { jobId: string };
-    setJobId(id);
+    setStarting(true);
+    try {
+      const { jobId: id } = (await (await fetch('/api/import', { method: 'POST' })).json()) as { jobId: string };
+      setStarted(id);
+    } finally {
+      setStarting(false);
+    }
   };
   const running = progress.status === 'running';
   return (
     <section className="card">
       <h2>Import customers.csv</h2>
-      <button onClick={() => void start()} disabled={running} data-testid="start-import">
+      <button className="btn btn-primary" onClick={() => void start()} disabled={running || starting} data-testid="start-import">
         {running ? 'Importing…' : 'Start import'}
       </button>
       {jobId && (
         <div className="progress" data-testid="import">
-          <div className="bar">
-            <div className={`fill ${progress.failed ? 'failed' : ''}`} style={{ width: `${progress.percent}%` }} />
+          <div className="bar" role="progressbar" aria-valuemin={0} aria-valuemax={100} aria-valuenow={progress.percent}>
+            {/* No width transition: the bar shows the same percentage as the text below it. */}
+            <div className={`fill ${progress.failed ? 'failed' : ''}`} style={{ width: `${progress.percent}%` }} data-testid="import-fill" />
           </div>
           <p data-testid="import-status">
             {progress.status} · {progress.percent}% · {progress.stage ?? 'queued'}
           </p>
-          {progress.message && <p className="muted">{progress.message}</p>}
+          {progress.message && <p className="muted">{jobId}: {progress.message}</p>}
         </div>
       )}
     </section>
@@ -154,11 +200,24 @@ function Import() {
 }
 
 function Feed() {
-  const [items, setItems] = useState<Events['feed_item'][]>([]);
-  useSSE('feed_item', (item) => setItems((list) => [item, ...list].slice(0, 8)));
+  const client = useHeraldClient();
+  // Starts from the latest headline the client has (the retained one on a fresh stream).
+  const [items, setItems] = useState<FeedItem[]>(() => {
+    const latest = client.latest('feed_item')?.data;
+    return latest ? [latest] : [];
+  });
+  const { data: latest } = useSSE('feed_item', (item) =>
+    setItems((list) => [item, ...list.filter((i) => i.id !== item.id)].slice(0, 8)),
+  );
+  // The latest headline can also come without an event: a tab that joins a shared stream takes
+  // the leader tab's latest values (the retained ones) as its state.
+  useEffect(() => {
+    if (latest) setItems((list) => (list.some((i) => i.id === latest.id) ? list : [latest, ...list].slice(0, 8)));
+  }, [latest]);
   return (
     <section className="card">
       <h2>Live feed</h2>
+      {items.length === 0 && <p className="muted">Waiting for the first headline…</p>}
       <ul className="feed">
         {items.map((i) => (
           <li key={i.id} data-testid="feed-item">
@@ -166,6 +225,53 @@ function Feed() {
           </li>
         ))}
       </ul>
+    </section>
+  );
+}
+
+/** The backend's POST /api/notify, from the page: it publishes a notification to this user. */
+function SendNotification() {
+  const [title, setTitle] = useState('Your order is ready');
+  const [body, setBody] = useState('Come and pick it up at the counter.');
+  const [state, setState] = useState<'idle' | 'sending' | 'sent' | 'failed'>('idle');
+  const submit = async (e: FormEvent) => {
+    e.preventDefault();
+    setState('sending');
+    try {
+      const res = await fetch('/api/notify', {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/json' },
+        body: JSON.stringify({ title, body }),
+      });
+      setState(res.ok ? 'sent' : 'failed');
+    } catch {
+      setState('failed');
+    }
+  };
+  return (
+    <section className="card">
+      <h2>Send a notification</h2>
+      <form className="notify-form" onSubmit={(e) => void submit(e)} data-testid="notify-form">
+        <label>
+          Title
+          <input value={title} onChange={(e) => setTitle(e.target.value)} maxLength={200} required data-testid="notify-title" />
+        </label>
+        <label>
+          Message
+          <input value={body} onChange={(e) => setBody(e.target.value)} maxLength={200} data-testid="notify-body" />
+        </label>
+        <div className="form-row">
+          <button type="submit" className="btn btn-primary" disabled={state === 'sending'} data-testid="notify-send">
+            Send to me
+          </button>
+          <span className="muted" data-testid="notify-state">
+            {state === 'sent' ? 'Sent: watch the bell and the toast.' : state === 'failed' ? 'Could not send.' : ''}
+          </span>
+        </div>
+        <p className="muted">
+          The page calls the demo backend's <code>POST /api/notify</code>, which publishes to Herald with its publish key.
+        </p>
+      </form>
     </section>
   );
 }

@@ -13,8 +13,10 @@ async function start(): Promise<void> {
     topics: ['public/feed'],
     // The app's own session endpoint mints the short-lived subscriber JWT.
     getToken: async () => ((await (await fetch('/api/token')).json()) as { token: string }).token,
-    // All tabs of the demo share one stream.
-    crossTab: true,
+    // The tabs of the demo share one stream (the leader tab's); a tab that joins it starts from
+    // the leader's latest values (badge, import, feed: the retained ones). With ?solo, every tab
+    // opens its own stream and gets the retained values from the hub.
+    crossTab: !new URLSearchParams(location.search).has('solo'),
   });
   const root = document.getElementById('root');
   if (!root) return;

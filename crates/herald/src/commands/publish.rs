@@ -8,7 +8,7 @@
 use std::io::BufRead;
 
 use clap::Args;
-use herald_client::{PublishItem, Publisher};
+use herald_client::{PublishItem, Publisher, Retain};
 
 /// Events per request with `--batch`.
 pub const BATCH_SIZE: usize = 1000;
@@ -31,12 +31,27 @@ pub struct PublishArgs {
     #[arg(long)]
     pub event: Option<String>,
     /// Payload as JSON (a JSON string is sent verbatim): --data '{"amount":5000}'.
-    #[arg(long, required_unless_present = "batch", conflicts_with = "batch")]
+    #[arg(long, required_unless_present_any = ["batch", "retain"], conflicts_with = "batch")]
     pub data: Option<String>,
+    /// Make the event its target's retained value (what a page that opens shows at once), or
+    /// with `--retain clear` forget that value (no --data needed).
+    #[arg(long, value_enum, num_args = 0..=1, default_missing_value = "keep", conflicts_with = "batch")]
+    pub retain: Option<RetainArg>,
+    /// Send `Idempotency-Key: KEY`: a repeat with the same key within the hub's window gets the
+    /// first id back and publishes nothing (safe retries).
+    #[arg(long)]
+    pub idempotency_key: Option<String>,
     /// Read events from stdin instead, one JSON object per line, each shaped like a
     /// `POST /publish` body: {"user":"u1","event":"e","data":{...}}. Prints one id per line.
     #[arg(long, conflicts_with_all = ["user", "topic", "event"])]
     pub batch: bool,
+}
+
+/// `--retain`'s values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RetainArg {
+    Keep,
+    Clear,
 }
 
 pub async fn run(args: PublishArgs) -> Result<(), String> {
@@ -44,7 +59,11 @@ pub async fn run(args: PublishArgs) -> Result<(), String> {
     if args.batch {
         let items = read_batch(std::io::stdin().lock())?;
         for (chunk_index, chunk) in items.chunks(BATCH_SIZE).enumerate() {
-            let ids = publisher.publish_batch(chunk).await.map_err(|e| {
+            let key = args
+                .idempotency_key
+                .as_ref()
+                .map(|key| format!("{key}:{chunk_index}"));
+            let ids = publisher.publish_batch_idempotent(chunk, key.as_deref()).await.map_err(|e| {
                 let first_line = chunk_index * BATCH_SIZE + 1;
                 let sent = chunk_index * BATCH_SIZE;
                 format!("batch from stdin line {first_line}: {e} ({sent} events before it were published)")
@@ -55,10 +74,17 @@ pub async fn run(args: PublishArgs) -> Result<(), String> {
         }
         return Ok(());
     }
-    let data = args.data.unwrap_or_default();
-    let data: serde_json::Value = serde_json::from_str(&data).map_err(|e| {
-        format!("--data must be JSON ({e}); quote plain text as a JSON string, e.g. '\"hello\"'")
-    })?;
+    let data = match args.data.as_deref() {
+        None => serde_json::Value::Null,
+        Some(data) => serde_json::from_str(data).map_err(|e| {
+            format!(
+                "--data must be JSON ({e}); quote plain text as a JSON string, e.g. '\"hello\"'"
+            )
+        })?,
+    };
+    if args.retain == Some(RetainArg::Keep) && args.data.is_none() {
+        return Err("--retain keeps --data as the retained value: give --data".into());
+    }
     let item = PublishItem {
         event: args.event,
         data,
@@ -67,8 +93,15 @@ pub async fn run(args: PublishArgs) -> Result<(), String> {
         topic: args.topic,
         topics: None,
         retry: None,
+        retain: args.retain.map(|retain| match retain {
+            RetainArg::Keep => Retain::Keep,
+            RetainArg::Clear => Retain::Clear,
+        }),
     };
-    let id = publisher.publish(&item).await.map_err(|e| e.to_string())?;
+    let id = publisher
+        .publish_idempotent(&item, args.idempotency_key.as_deref())
+        .await
+        .map_err(|e| e.to_string())?;
     println!("{id}");
     Ok(())
 }

@@ -16,6 +16,32 @@ pub fn mint_hs256(secret: &str, claims: &Claims) -> Result<String, jsonwebtoken:
     )
 }
 
+/// Signs `claims` with HS256, adding `aud` and `iss` claims and a `kid` header when given.
+pub fn mint(
+    secret: &str,
+    claims: &Claims,
+    aud: Option<&str>,
+    iss: Option<&str>,
+    kid: Option<String>,
+) -> Result<String, jsonwebtoken::errors::Error> {
+    let mut claims = serde_json::to_value(claims)?;
+    if let Some(aud) = aud {
+        claims["aud"] = aud.into();
+    }
+    if let Some(iss) = iss {
+        claims["iss"] = iss.into();
+    }
+    let header = Header {
+        kid,
+        ..Header::default()
+    };
+    jsonwebtoken::encode(
+        &header,
+        &claims,
+        &EncodingKey::from_secret(secret.as_bytes()),
+    )
+}
+
 /// Claims expiring `ttl` from now.
 pub fn claims(
     sub: Option<String>,
@@ -50,7 +76,14 @@ pub fn run(args: TokenArgs) -> Result<(), String> {
         herald_core::Pattern::parse(pattern).map_err(|e| format!("{pattern:?}: {e}"))?;
     }
     let claims = claims(args.sub, args.topics, args.publish, args.ttl);
-    let token = mint_hs256(&args.secret, &claims).map_err(|e| format!("cannot sign token: {e}"))?;
+    let token = mint(
+        &args.secret,
+        &claims,
+        args.aud.as_deref(),
+        args.iss.as_deref(),
+        args.kid,
+    )
+    .map_err(|e| format!("cannot sign token: {e}"))?;
     println!("{token}");
     Ok(())
 }

@@ -11,18 +11,19 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Query, State};
+use axum::extract::{RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use herald_core::{EventId, HubEvent};
+use herald_core::broker::HubEvent;
+use herald_core::EventId;
 use herald_proto::{Item, Parser};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::app::AppState;
+use crate::auth::bearer;
 use crate::auth::Publisher;
 use crate::error::ApiError;
-use crate::routes::events::bearer;
 
 const PAGE: &str = include_str!("../../assets/console.html");
 const SCRIPT: &str = include_str!("../../assets/console.js");
@@ -78,12 +79,6 @@ fn disabled() -> ApiError {
     ApiError::not_found_because("the developer console is off; start herald with --console")
 }
 
-#[derive(Deserialize)]
-pub struct SnapshotQuery {
-    /// Only events after this id (the newest the page has already shown).
-    after: Option<String>,
-}
-
 #[derive(Serialize)]
 pub struct Snapshot {
     connections: usize,
@@ -119,12 +114,12 @@ struct ConsoleEvent {
 pub async fn snapshot(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
-    Query(query): Query<SnapshotQuery>,
+    RawQuery(query): RawQuery,
 ) -> Result<Json<Snapshot>, ApiError> {
     if !state.console {
         return Err(disabled());
     }
-    match state.auth.publisher(bearer(&headers)?)? {
+    match state.auth.publisher(bearer(&headers)?).await? {
         Publisher::Key => {}
         Publisher::Token(_) => {
             return Err(ApiError::forbidden(
@@ -132,7 +127,18 @@ pub async fn snapshot(
             ))
         }
     }
-    let after = match query.after.as_deref().filter(|a| !a.is_empty()) {
+    // `after`: only events after this id (the newest the page has already shown). Read here,
+    // after the checks above, so a malformed query gets the same JSON errors as the rest.
+    let mut after = None;
+    for (key, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+        if key == "after" {
+            if after.is_some() {
+                return Err(ApiError::bad_request("after is given more than once"));
+            }
+            after = Some(value.into_owned());
+        }
+    }
+    let after = match after.as_deref().filter(|a| !a.is_empty()) {
         None => None,
         Some(text) => Some(
             text.parse::<EventId>()

@@ -3,20 +3,20 @@
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Instant;
 
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, Uri};
 use axum::response::Response;
+use axum::Extension;
 use bytes::Bytes;
-use futures_util::Stream;
 use herald_core::{EventStream, Pattern, SubscribeError, SubscribeRequest};
 use parking_lot::Mutex;
 
-use crate::app::AppState;
-use crate::auth::Subscriber;
+use crate::app::{AppState, ClientIp};
+use crate::auth::{bearer, Subscriber};
 use crate::error::ApiError;
+use crate::metrics::RESUMES_RATE_LIMITED;
 
 /// Most topic subscriptions one stream may hold.
 pub const MAX_TOPICS_PER_STREAM: usize = 64;
@@ -59,12 +59,18 @@ impl EventsQuery {
 }
 
 /// The token, from `Authorization: Bearer`, else cookie `herald_token`, else `?access_token=`.
+/// With a session hook, an `Authorization` header that is not a bearer token is the app's
+/// business (it is passed on to the hook), not an error.
 fn subscriber_token(
     headers: &HeaderMap,
     query: &mut EventsQuery,
+    hook: bool,
 ) -> Result<Option<String>, ApiError> {
-    if let Some(token) = bearer(headers)? {
-        return Ok(Some(token.to_owned()));
+    match bearer(headers) {
+        Ok(Some(token)) => return Ok(Some(token.to_owned())),
+        Ok(None) => {}
+        Err(_) if hook => {}
+        Err(error) => return Err(error),
     }
     for cookies in headers.get_all(header::COOKIE) {
         let Ok(cookies) = cookies.to_str() else {
@@ -81,34 +87,27 @@ fn subscriber_token(
     Ok(query.access_token.take().filter(|t| !t.is_empty()))
 }
 
-/// The credential in `Authorization: Bearer <credential>`, if the header is present.
-pub fn bearer(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
-    let Some(value) = headers.get(header::AUTHORIZATION) else {
-        return Ok(None);
-    };
-    let value = value
-        .to_str()
-        .map_err(|_| ApiError::unauthorized("Authorization header is not valid text"))?;
-    match value.split_once(' ') {
-        Some((scheme, credential))
-            if scheme.eq_ignore_ascii_case("bearer") && !credential.trim().is_empty() =>
-        {
-            Ok(Some(credential.trim()))
-        }
-        _ => Err(ApiError::unauthorized(
-            "Authorization must be \"Bearer <token>\"",
-        )),
-    }
-}
-
 pub async fn subscribe(
     State(state): State<Arc<AppState>>,
+    client: Option<Extension<ClientIp>>,
     headers: HeaderMap,
     uri: Uri,
 ) -> Result<Response, ApiError> {
     let mut query = EventsQuery::parse(&uri)?;
-    let token = subscriber_token(&headers, &mut query)?;
-    let who = state.auth.subscriber(token.as_deref())?;
+    let hook = state.session_hook.as_ref();
+    let token = subscriber_token(&headers, &mut query, hook.is_some())?;
+    let ip = client.map(|Extension(ClientIp(ip))| ip);
+    let last_event_id = headers
+        .get("last-event-id")
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        .or(query.last_event_id.take())
+        .filter(|id| !id.is_empty());
+    // A token is checked before the topics; the session hook is asked only about a request
+    // that is otherwise well-formed.
+    let who = match (&token, hook) {
+        (None, Some(_)) => None,
+        (token, _) => Some(state.auth.subscriber(token.as_deref()).await?),
+    };
 
     if query.topics.len() > MAX_TOPICS_PER_STREAM {
         return Err(ApiError::bad_request(format!(
@@ -120,17 +119,31 @@ pub async fn subscribe(
         .iter()
         .map(|t| Pattern::parse(t).map_err(|e| ApiError::bad_request(format!("topic: {e}"))))
         .collect::<Result<Vec<_>, _>>()?;
+    let who = match (who, hook) {
+        (Some(who), _) => who,
+        (None, Some(hook)) => {
+            hook.authorise(&headers, ip, &query.topics, last_event_id.as_deref())
+                .await?
+        }
+        (None, None) => state.auth.subscriber(None).await?,
+    };
     state.auth.authorize_topics(&who, &topics)?;
 
-    let last_event_id = headers
-        .get("last-event-id")
-        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
-        .or(query.last_event_id)
-        .filter(|id| !id.is_empty());
     let (user, expires_at) = match who {
-        Subscriber::User { id, expires_at, .. } => (Some(id), Some(expires_at)),
-        Subscriber::Anonymous => (None, None),
+        Subscriber::User { id, expires_at, .. } => (Some(id), expires_at),
+        Subscriber::Anonymous { expires_at, .. } => (None, expires_at),
     };
+    if last_event_id.is_some() {
+        if let Err(retry) = state.limits.resume(user.as_deref(), ip) {
+            metrics::counter!(RESUMES_RATE_LIMITED).increment(1);
+            return Err(ApiError::too_many(format!(
+                "too many resumes with Last-Event-ID for this {} (--resume-rate); retry in {} s",
+                if user.is_some() { "user" } else { "address" },
+                retry.seconds()
+            ))
+            .retry_after(retry.seconds()));
+        }
+    }
     let topic_count = topics.len();
     let stream = state
         .herald
@@ -139,6 +152,7 @@ pub async fn subscribe(
             topics,
             last_event_id,
             expires_at,
+            ..SubscribeRequest::default()
         })
         .await
         .map_err(|error| match error {
@@ -155,16 +169,18 @@ pub async fn subscribe(
         "stream opened"
     );
 
-    let slot = StreamSlot::new(LoggedStream {
-        inner: stream,
-        user,
-        opened: Instant::now(),
-    });
-    let mut response = Response::new(Body::new(SlotBody {
-        slot: slot.clone(),
+    Ok(stream_response(stream))
+}
+
+/// The `200 text/event-stream` answer carrying an open stream, for whoever writes it (hyper,
+/// or [`crate::plain_sse`] on a plain HTTP/1.1 socket). Mercure streams use it too.
+pub(crate) fn stream_response(stream: EventStream) -> Response {
+    let handoff = StreamHandoff::new(stream);
+    let mut response = Response::new(Body::new(HandoffBody {
+        handoff: handoff.clone(),
         stream: None,
     }));
-    response.extensions_mut().insert(slot);
+    response.extensions_mut().insert(handoff);
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,
@@ -172,32 +188,33 @@ pub async fn subscribe(
     );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
-    Ok(response)
+    response
 }
 
-/// An open stream waiting for whoever writes the response: hyper, which polls it as the body,
-/// or the plain HTTP/1.1 path in [`crate::plain_sse`], which takes it from the response
-/// extensions and writes to the socket itself. Whoever takes it first owns it.
+/// An open stream waiting for whoever writes the response. Usually that is hyper, which polls
+/// the response body; but a plain HTTP/1.1 connection is written by `herald_core::serve_socket`
+/// instead ([`crate::plain_sse`]), which finds this handoff in the response's extensions and
+/// takes the stream. Whoever takes it first owns it; the other finds it gone.
 #[derive(Clone)]
-pub struct StreamSlot(Arc<Mutex<Option<LoggedStream>>>);
+pub struct StreamHandoff(Arc<Mutex<Option<EventStream>>>);
 
-impl StreamSlot {
-    fn new(stream: LoggedStream) -> Self {
+impl StreamHandoff {
+    fn new(stream: EventStream) -> Self {
         Self(Arc::new(Mutex::new(Some(stream))))
     }
 
-    pub fn take(&self) -> Option<LoggedStream> {
+    pub fn take(&self) -> Option<EventStream> {
         self.0.lock().take()
     }
 }
 
-/// The response body: the stream, taken from its slot on the first poll.
-struct SlotBody {
-    slot: StreamSlot,
-    stream: Option<LoggedStream>,
+/// The response body: the stream, taken from its handoff on the first poll.
+struct HandoffBody {
+    handoff: StreamHandoff,
+    stream: Option<EventStream>,
 }
 
-impl http_body::Body for SlotBody {
+impl http_body::Body for HandoffBody {
     type Data = Bytes;
     type Error = std::convert::Infallible;
 
@@ -206,65 +223,11 @@ impl http_body::Body for SlotBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
         if self.stream.is_none() {
-            self.stream = self.slot.take();
+            self.stream = self.handoff.take();
         }
         match self.stream.as_mut() {
-            Some(stream) => Pin::new(stream)
-                .poll_next(cx)
-                .map(|chunk| chunk.map(|bytes| Ok(http_body::Frame::data(bytes)))),
+            Some(stream) => Pin::new(stream).poll_frame(cx),
             None => Poll::Ready(None),
         }
-    }
-}
-
-/// The stream, logging one line when it ends.
-pub struct LoggedStream {
-    inner: EventStream,
-    user: Option<String>,
-    opened: Instant,
-}
-
-impl Stream for LoggedStream {
-    type Item = Bytes;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
-        Pin::new(&mut self.inner).poll_next(cx)
-    }
-}
-
-impl LoggedStream {
-    /// See [`EventStream::attach_direct`].
-    pub fn attach_direct(&self, socket: Arc<dyn herald_core::DirectWrite>) {
-        self.inner.attach_direct(socket);
-    }
-
-    /// Ends the stream because its client stopped taking bytes; counted with slow consumers
-    /// (unless the hub has already ended it, which counted it then).
-    pub fn close_write_timeout(&self) {
-        if self.inner.close_reason().is_none() {
-            metrics::counter!(herald_core::metrics::SLOW_CONSUMER_DISCONNECTS).increment(1);
-            self.inner.close(herald_core::CloseReason::WriteTimeout);
-        }
-    }
-
-    /// See [`EventStream::poll_cut_off`].
-    pub fn poll_cut_off(&self, cx: &mut Context<'_>) -> Poll<()> {
-        self.inner.poll_cut_off(cx)
-    }
-}
-
-impl Drop for LoggedStream {
-    fn drop(&mut self) {
-        let reason = self
-            .inner
-            .close_reason()
-            .map_or("client_gone", |r| r.as_str());
-        tracing::info!(
-            stream = self.inner.id(),
-            user = %self.user.as_deref().unwrap_or("-"),
-            duration_ms = self.opened.elapsed().as_millis() as u64,
-            reason = %reason,
-            "stream closed"
-        );
     }
 }

@@ -3,4 +3,5 @@
 pub mod console;
 pub mod events;
 pub mod ops;
+pub mod presence;
 pub mod publish;

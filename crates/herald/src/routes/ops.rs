@@ -14,17 +14,21 @@ pub async fn healthz() -> Json<serde_json::Value> {
     Json(serde_json::json!({ "status": "ok" }))
 }
 
-/// The broker is reachable and the hub is not shutting down.
+/// The broker is reachable and the hub is not shutting down. With `--jwks-url`, `jwks` tells
+/// how the keys are (a failing refresh keeps the last good keys, so the hub stays ready).
 pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
-    if state.herald.is_ready() {
-        Json(serde_json::json!({ "status": "ready" })).into_response()
+    let (status, mut body) = if state.herald.is_ready() {
+        (StatusCode::OK, serde_json::json!({ "status": "ready" }))
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(serde_json::json!({ "status": "not_ready" })),
+            serde_json::json!({ "status": "not_ready" }),
         )
-            .into_response()
+    };
+    if let Some(jwks) = state.auth.jwks() {
+        body["jwks"] = jwks.status();
     }
+    (status, Json(body)).into_response()
 }
 
 /// Prometheus text format.

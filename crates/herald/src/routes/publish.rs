@@ -7,17 +7,16 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
-use herald_core::{EventId, PublishError};
+use herald_core::idempotency::{IdempotencyKey, MAX_KEY_LEN};
+use herald_core::EventId;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 
 use crate::app::AppState;
+use crate::auth::bearer;
 use crate::auth::Publisher;
 use crate::error::ApiError;
+use crate::metrics::{PUBLISH_RATE_LIMITED, PUBLISH_REPEATED};
 use crate::publish_body;
-use crate::routes::events::bearer;
-
-/// Publishes refused by `--publish-rate`.
-pub const PUBLISH_RATE_LIMITED: &str = "herald_publish_rate_limited_total";
 
 pub async fn publish(
     State(state): State<Arc<AppState>>,
@@ -26,12 +25,14 @@ pub async fn publish(
     let (parts, body) = request.into_parts();
     let headers = &parts.headers;
     let credential = bearer(headers)?;
-    let publisher = state.auth.publisher(credential)?;
+    let publisher = state.auth.publisher(credential).await?;
+    let once = idempotency_key(headers)?;
     let body = read_body(headers, body, state.max_body_bytes).await?;
-    let decoded = publish_body::decode(&body).map_err(ApiError::bad_request)?;
+    let decoded =
+        publish_body::decode(&body, state.schemas.as_ref()).map_err(ApiError::bad_request)?;
     // Only authenticated credentials reach the limiter, so strangers cannot fill its table.
     let credential = credential.unwrap_or_default();
-    if let Err(retry) = state.limits.publish(credential, decoded.publications.len()) {
+    if let Err(retry) = state.limits.publish(credential, decoded.batch.len()) {
         metrics::counter!(PUBLISH_RATE_LIMITED).increment(1);
         return Err(ApiError::too_many(format!(
             "this credential is over its publish rate (--publish-rate); retry in {} s",
@@ -39,14 +40,10 @@ pub async fn publish(
         ))
         .retry_after(retry.seconds()));
     }
-    if let Some(schemas) = &state.schemas {
-        schemas.check_body(&body).map_err(ApiError::bad_request)?;
-    }
-
     if let Publisher::Token(grant) = &publisher {
-        for (index, p) in decoded.publications.iter().enumerate() {
+        for (index, p) in decoded.batch.iter().enumerate() {
             grant.allows(&p.users, &p.topics).map_err(|message| {
-                ApiError::forbidden(if decoded.batch {
+                ApiError::forbidden(if decoded.is_array {
                     format!("item {index}: {message}")
                 } else {
                     message
@@ -55,15 +52,40 @@ pub async fn publish(
         }
     }
 
-    let ids = state
+    let once = once.map(|key| IdempotencyKey::new(credential, key, state.idempotency_window));
+    let published = state
         .herald
-        .publish(&decoded.publications)
+        .publish_once(&decoded.batch, once.as_ref())
         .await
-        .map_err(|error| match error {
-            PublishError::Broker(e) => ApiError::unavailable(e.to_string()),
-            other => ApiError::bad_request(other.to_string()),
+        .map_err(|e| ApiError::unavailable(e.to_string()))?;
+    let mut response = answer(&published.ids, decoded.is_array);
+    if published.repeated {
+        metrics::counter!(PUBLISH_REPEATED).increment(1);
+        response.headers_mut().insert(
+            "idempotent-replayed",
+            http::HeaderValue::from_static("true"),
+        );
+    }
+    Ok(response)
+}
+
+/// The `Idempotency-Key` header: 1 to 128 visible ASCII characters.
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
+    let Some(value) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let key = value
+        .to_str()
+        .ok()
+        .filter(|k| {
+            !k.is_empty() && k.len() <= MAX_KEY_LEN && k.bytes().all(|b| b.is_ascii_graphic())
+        })
+        .ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "Idempotency-Key must be 1 to {MAX_KEY_LEN} visible ASCII characters"
+            ))
         })?;
-    Ok(answer(&ids, decoded.batch))
+    Ok(Some(key))
 }
 
 /// `{"id":"…"}` for a single event, `{"ids":["…",…]}` for a batch. Ids are digits and a dash,
@@ -89,7 +111,7 @@ fn answer(ids: &[EventId], batch: bool) -> Response {
 }
 
 /// Reads the whole body, refusing (413) anything over `limit` bytes without buffering it.
-async fn read_body(
+pub(crate) async fn read_body(
     headers: &HeaderMap,
     body: Body,
     limit: usize,

@@ -6,14 +6,17 @@
 
 #![allow(dead_code)]
 
+pub mod stub;
+pub mod tls;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use herald::auth::Claims;
-use herald::commands::token::mint_hs256;
+use herald::mint_hs256;
+use herald::Claims;
 use herald_proto::{Item, MessageEvent, Parser};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -55,13 +58,33 @@ impl Server {
         command
             .arg("serve")
             .args(["--listen", "127.0.0.1:0"])
-            .args(args)
-            .env("HERALD_LOG", "info")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+            .args(args);
         for (key, value) in env {
             command.env(key, value);
         }
+        Self::spawn(command)
+    }
+
+    /// A hub started by a shell `script` that ends by exec'ing `herald serve` (to set limits
+    /// with `ulimit` first, say); `{herald}` in the script is the binary.
+    pub fn start_shell(script: &str) -> Self {
+        let herald = herald_command();
+        let script = script.replace("{herald}", &herald.get_program().to_string_lossy());
+        let mut command = Command::new("bash");
+        command.args(["-c", &script]).stdin(Stdio::null());
+        for (key, _) in std::env::vars() {
+            if key.starts_with("HERALD_") {
+                command.env_remove(key);
+            }
+        }
+        Self::spawn(command)
+    }
+
+    fn spawn(mut command: Command) -> Self {
+        command
+            .env("HERALD_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         let mut child = command.spawn().expect("spawn herald");
         let output = Arc::new(Mutex::new(String::new()));
         let (tx, lines) = std::sync::mpsc::channel();
@@ -169,8 +192,13 @@ fn redis_broker_args() -> Vec<String> {
 
 /// The binary cargo built, with no stdin and none of the `HERALD_*` settings of the environment
 /// the tests run in (so a developer's own configuration cannot change what a test sees).
+///
+/// `HERALD_TEST_BIN` runs another build instead (say, an older release, to see a test fail
+/// without the change it covers).
 pub fn herald_command() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_herald"));
+    let binary =
+        std::env::var_os("HERALD_TEST_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_herald").into());
+    let mut command = Command::new(binary);
     command.stdin(Stdio::null());
     for (key, _) in std::env::vars() {
         if key.starts_with("HERALD_") {
@@ -253,6 +281,23 @@ pub async fn request(addr: &str, request: http::Request<Full<Bytes>>) -> Reply {
     }
 }
 
+/// The status of `GET path`, or `None` if the hub could not be reached or did not answer.
+pub async fn get_status(addr: &str, path: &str) -> Option<u16> {
+    let attempt = async {
+        let tcp = TcpStream::connect(addr).await.ok()?;
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+            .await
+            .ok()?;
+        tokio::spawn(connection);
+        let request = http::Request::get(path)
+            .header("host", addr)
+            .body(Full::<Bytes>::default())
+            .ok()?;
+        Some(sender.send_request(request).await.ok()?.status().as_u16())
+    };
+    tokio::time::timeout(WAIT, attempt).await.ok()?
+}
+
 pub async fn get(addr: &str, path: &str) -> Reply {
     request(
         addr,
@@ -273,6 +318,18 @@ pub async fn publish_raw(addr: &str, auth: Option<&str>, body: impl Into<Bytes>)
         builder = builder.header("authorization", format!("Bearer {auth}"));
     }
     request(addr, builder.body(Full::new(body.into())).unwrap()).await
+}
+
+/// `POST /publish` with `credential`, `body` and an `Idempotency-Key`.
+pub async fn publish_with_key(addr: &str, credential: &str, key: &str, body: &Value) -> Reply {
+    let publish = http::Request::post("/publish")
+        .header("host", addr)
+        .header("content-type", "application/json")
+        .header("authorization", format!("Bearer {credential}"))
+        .header("idempotency-key", key)
+        .body(Full::new(Bytes::from(body.to_string())))
+        .unwrap();
+    request(addr, publish).await
 }
 
 /// Publishes with the test publish key and expects 200; returns the assigned id(s) JSON.
@@ -302,6 +359,37 @@ pub struct Sse {
     reader: tokio::task::AbortHandle,
 }
 
+/// Parsed items of a stream's body, `None` once it ends.
+pub type Items = mpsc::UnboundedReceiver<Option<Item>>;
+
+/// Reads an SSE body on a task of its own: its items as they are parsed, and every byte as
+/// received. Aborting the task drops the body (which closes its connection).
+pub fn read_items(mut body: Incoming) -> (Items, Arc<Mutex<Vec<u8>>>, tokio::task::AbortHandle) {
+    let (tx, items) = mpsc::unbounded_channel();
+    let raw = Arc::new(Mutex::new(Vec::new()));
+    let raw_in = raw.clone();
+    let reader = tokio::spawn(async move {
+        // Big enough for the largest events the tests publish (an event of 1 MiB and more).
+        let mut parser = Parser::with_max_buffer(16 << 20);
+        while let Some(Ok(frame)) = body.frame().await {
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
+            raw_in.lock().unwrap().extend_from_slice(&data);
+            if parser.feed(&data).is_err() {
+                break;
+            }
+            while let Some(item) = parser.next_item() {
+                if tx.send(Some(item)).is_err() {
+                    return;
+                }
+            }
+        }
+        let _ = tx.send(None);
+    });
+    (items, raw, reader.abort_handle())
+}
+
 impl Drop for Sse {
     fn drop(&mut self) {
         self.reader.abort();
@@ -320,10 +408,15 @@ pub struct Open<'a> {
 
 impl Sse {
     pub async fn open(addr: &str, how: Open<'_>) -> Sse {
+        Sse::open_at(addr, "/events", how).await
+    }
+
+    /// [`Sse::open`] on another path (Mercure's `/.well-known/mercure`).
+    pub async fn open_at(addr: &str, path: &str, how: Open<'_>) -> Sse {
         let path = if how.query.is_empty() {
-            "/events".to_owned()
+            path.to_owned()
         } else {
-            format!("/events?{}", how.query)
+            format!("{path}?{}", how.query)
         };
         let mut builder = http::Request::get(path)
             .header("host", addr)
@@ -346,36 +439,28 @@ impl Sse {
                 .expect("timely response head");
         let status = response.status().as_u16();
         let headers = response.headers().clone();
-        let (tx, items) = mpsc::unbounded_channel();
-        let raw = Arc::new(Mutex::new(Vec::new()));
-        let raw_in = raw.clone();
-        let mut body = response.into_body();
-        let reader = tokio::spawn(async move {
-            let mut parser = Parser::new();
-            while let Some(Ok(frame)) = body.frame().await {
-                let Ok(data) = frame.into_data() else {
-                    continue;
-                };
-                raw_in.lock().unwrap().extend_from_slice(&data);
-                if parser.feed(&data).is_err() {
-                    break;
-                }
-                while let Some(item) = parser.next_item() {
-                    if tx.send(Some(item)).is_err() {
-                        return;
-                    }
-                }
-            }
-            let _ = tx.send(None);
-        });
+        let (items, raw, reader) = read_items(response.into_body());
         Sse {
             status,
             headers,
             items,
             raw,
             ended: false,
-            reader: reader.abort_handle(),
+            reader,
         }
+    }
+
+    /// Opens a stream resuming from `last_event_id` (anonymous without a token).
+    pub async fn resume(addr: &str, token: Option<&str>, last_event_id: &str) -> Sse {
+        Sse::open(
+            addr,
+            Open {
+                token,
+                last_event_id: Some(last_event_id),
+                ..Default::default()
+            },
+        )
+        .await
     }
 
     /// Opens a stream for `token` and asserts it was accepted.
@@ -445,4 +530,26 @@ impl Sse {
     pub fn raw_text(&self) -> String {
         String::from_utf8_lossy(&self.raw.lock().unwrap()).into_owned()
     }
+}
+
+/// The value of one Prometheus series (exact name including labels) on the hub at `addr`, 0 if
+/// absent.
+pub async fn metric_at(addr: &str, series: &str) -> f64 {
+    let text = get(addr, "/metrics").await.body;
+    text.lines()
+        .find_map(|line| {
+            let (name, value) = line.rsplit_once(' ')?;
+            (name == series).then(|| value.parse().ok())?
+        })
+        .unwrap_or(0.0)
+}
+
+/// A field of `/proc/<pid>/status` in KiB (`VmRSS` now, `VmHWM` the peak).
+pub fn proc_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
 }

@@ -177,13 +177,7 @@ pub async fn readyz(node: &Server) -> u16 {
 
 /// The value of one Prometheus series (exact name including labels), 0 if absent.
 pub async fn metric(node: &Server, series: &str) -> f64 {
-    let text = common::get(&node.addr, "/metrics").await.body;
-    text.lines()
-        .find_map(|line| {
-            let (name, value) = line.rsplit_once(' ')?;
-            (name == series).then(|| value.parse().ok())?
-        })
-        .unwrap_or(0.0)
+    common::metric_at(&node.addr, series).await
 }
 
 /// Sends SIGKILL: no shutdown, no goodbye to its streams.

@@ -31,7 +31,11 @@ export interface ConnectionOptions {
   lastEventId?: string;
   /** `auto` (default): fetch streaming when available, else `EventSource`. */
   transport?: 'auto' | 'fetch' | 'eventsource';
-  /** Send cookies cross-origin (`credentials: 'include'` / `withCredentials`). */
+  /**
+   * Send cookies cross-origin: fetch `credentials: 'include'`, `EventSource` `withCredentials`.
+   * With the hub's session hook (`--auth-url`) and no `token`/`getToken`, this is how the app's
+   * session cookie reaches the hub (which needs `--cors-origin` for the page's origin).
+   */
   withCredentials?: boolean;
   backoff?: BackoffOptions;
   /** Refresh the token this long before its `exp`. Default 30 000 ms. */
@@ -61,6 +65,8 @@ export interface ConnectionCallbacks {
   message(msg: SseMessage): void;
   position(lastEventId: string): void;
   status(status: ConnectionStatus): void;
+  /** The id to resume from, asked right before each request is sent. Default: the stream's own. */
+  resumeFrom?(): string;
 }
 
 type Outcome =
@@ -72,6 +78,10 @@ type Outcome =
 export class Connection {
   private parser: SseParser;
   private token: string | undefined;
+  /** The token the current (or last) stream request was sent with. */
+  private streamToken: string | undefined;
+  /** A getToken call under way: every caller shares it (one refresh at a time). */
+  private pendingToken: Promise<void> | undefined;
   private running = false;
   private abort: AbortController | undefined;
   private sleepWake: (() => void) | undefined;
@@ -97,11 +107,6 @@ export class Connection {
 
   get lastEventId(): string {
     return this.parser.lastEventId;
-  }
-
-  /** Resume position for the next stream (cross-tab: what the followers have seen). */
-  setLastEventId(id: string): void {
-    this.parser.setLastEventId(id);
   }
 
   /** EventSource fallback only: it must subscribe to every event name by name. */
@@ -215,7 +220,9 @@ export class Connection {
                 'unauthorized',
                 this.options.getToken
                   ? `401 from the hub even with a freshly refreshed token: ${message}`
-                  : `401 from the hub and no getToken to refresh the token: ${message}`,
+                  : this.streamToken === undefined
+                    ? `401 from the hub to a request without a token: ${message}`
+                    : `401 from the hub and no getToken to refresh the token: ${message}`,
                 401,
                 true,
               ),
@@ -274,14 +281,27 @@ export class Connection {
     });
   }
 
-  /** Gets a token from getToken when there is none, it is about to expire, or `force`. */
-  private async ensureToken(force: boolean): Promise<void> {
+  /**
+   * Gets a token from getToken when there is none, it is about to expire, or `force`. A call
+   * already under way (e.g. the refresh ahead of expiry, when the stream drops meanwhile) is
+   * shared: it is as fresh as a new one would be.
+   */
+  private ensureToken(force: boolean): Promise<void> {
     const getToken = this.options.getToken;
-    if (!getToken) return;
+    if (!getToken) return Promise.resolve();
+    if (this.pendingToken) return this.pendingToken;
     const leeway = this.options.refreshLeewayMs ?? 30_000;
     const exp = this.token === undefined ? undefined : tokenExpiry(this.token);
     const stale = this.token === undefined || (exp !== undefined && exp * 1000 - Date.now() <= leeway);
-    if (!force && !stale) return;
+    if (!force && !stale) return Promise.resolve();
+    const pending = this.fetchToken(getToken).finally(() => {
+      if (this.pendingToken === pending) this.pendingToken = undefined;
+    });
+    this.pendingToken = pending;
+    return pending;
+  }
+
+  private async fetchToken(getToken: TokenProvider): Promise<void> {
     let next: string | null | undefined;
     try {
       next = await getToken();
@@ -303,10 +323,10 @@ export class Connection {
     const delay = Math.max(0, remaining - leeway);
     this.refreshTimer = setTimeout(() => {
       this.refreshTimer = undefined;
-      const old = this.token;
       this.ensureToken(true).then(
         () => {
-          if (this.running && this.token !== old) this.reconnectNow();
+          // Not if the stream already reconnected with the new token (it dropped meanwhile).
+          if (this.running && this.token !== this.streamToken) this.reconnectNow();
         },
         () => {
           // Keep streaming; the reconnect at expiry retries getToken.
@@ -354,8 +374,9 @@ export class Connection {
   private async connectFetch(signal: AbortSignal): Promise<Outcome> {
     const fetchImpl = this.options.fetch ?? ((input: string, init: RequestInit) => globalThis.fetch(input, init));
     const headers: Record<string, string> = { Accept: 'text/event-stream' };
+    this.streamToken = this.token;
     if (this.token) headers['Authorization'] = `Bearer ${this.token}`;
-    const lastEventId = this.parser.lastEventId;
+    const lastEventId = this.resumePosition();
     if (lastEventId) headers['Last-Event-ID'] = lastEventId;
     let response: Response;
     try {
@@ -435,6 +456,13 @@ export class Connection {
     }
   }
 
+  /** Read as the request is sent (cross-tab: other tabs' relays may have moved us on until now). */
+  private resumePosition(): string {
+    const id = this.callbacks.resumeFrom?.() ?? this.parser.lastEventId;
+    this.parser.setLastEventId(id);
+    return id;
+  }
+
   private feed(bytes: Uint8Array): void {
     const before = this.parser.lastEventId;
     let items;
@@ -468,8 +496,9 @@ export class Connection {
       });
     }
     const query: Record<string, string> = {};
+    this.streamToken = this.token;
     if (this.token) query['access_token'] = this.token;
-    const lastEventId = this.parser.lastEventId;
+    const lastEventId = this.resumePosition();
     if (lastEventId) query['lastEventId'] = lastEventId;
     const source = new Impl(this.streamUrl(query), { withCredentials: this.options.withCredentials ?? false });
     return new Promise<Outcome>((resolve) => {

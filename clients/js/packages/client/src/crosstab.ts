@@ -10,6 +10,8 @@
  * election by posting `claim`; after `electionMs` the smallest id among the claimants leads.
  */
 
+import type { LatestEntry } from './sequence.js';
+
 export interface BroadcastChannelLike {
   postMessage(message: unknown): void;
   onmessage: ((ev: MessageEvent) => void) | null;
@@ -21,7 +23,8 @@ export type BroadcastChannelConstructor = new (name: string) => BroadcastChannel
 export interface LockManagerLike {
   request(
     name: string,
-    options: { mode?: 'exclusive'; signal?: AbortSignal },
+    options: { mode?: 'exclusive'; signal?: AbortSignal; ifAvailable?: boolean },
+    /** Called with the lock, or with `null` when `ifAvailable` is set and it is held. */
     callback: (lock: unknown) => Promise<unknown>,
   ): Promise<unknown>;
 }
@@ -39,6 +42,12 @@ export interface CrossTabOptions {
   leaderTimeoutMs?: number;
   /** Heartbeat election: how long claims are collected. Default 250 ms. */
   electionMs?: number;
+  /**
+   * Web Locks: a tab granted the lock after another tab held it waits for the previous leader's
+   * goodbye (which follows all its relays) before it connects; a leader that crashed says none,
+   * so the wait ends after this long. Default 1000 ms.
+   */
+  handOverTimeoutMs?: number;
 }
 
 export interface WireError {
@@ -55,15 +64,53 @@ export interface WireStatus {
   retryInMs: number | undefined;
 }
 
-/** Messages on the channel. `from` is the sending tab's id. */
+/** A leader's place in the sequence of its stream (see `sequence.ts`). */
+export interface WirePlace {
+  /** The newest event taken. */
+  head: string;
+  /** Where a stream resumes from. */
+  id: string;
+  /** The ids taken most recently, oldest first: a tab that joins here recognises their replays. */
+  recent: string[];
+  /**
+   * The leader this one took over from (it waited for that one's goodbye); absent for a leader
+   * that took over from no one. A tab that has not joined yet waits for the goodbyes of this
+   * chain of leaders before it joins: their relays may still be on the way to it.
+   */
+  prev?: string;
+  /**
+   * The leader's latest event of each name (its `latest()` state), oldest first, bounded (see
+   * `MAX_SEED_BYTES` in `client.ts`). Sent in the answer to a hello, in a leader's first status
+   * and in its goodbye: a tab that joins at this place keeps it as its own state (retained values
+   * reach only the stream that opens first), without dispatching it.
+   */
+  latest?: LatestEntry[];
+}
+
+/**
+ * Messages on the channel. `from` is the sending tab's id. `event` and `pos` are the steps of the
+ * leader's stream (see `sequence.ts`): `after` is the id of the stream's previous event, so each
+ * tab can put them in order and drop the ones it has; `status` carries the leader's place in that
+ * sequence for tabs that join; a leader's `bye` carries its place when it left, after its last
+ * relay: the next leader resumes from there.
+ */
 export type TabMessage =
-  | { t: 'event'; from: string; type: string; data: string; id: string }
-  | { t: 'pos'; from: string; id: string }
-  | { t: 'status'; from: string; status: WireStatus; id: string }
+  | { t: 'event'; from: string; type: string; data: string; id: string; after: string; hasId: boolean }
+  | { t: 'pos'; from: string; id: string; after: string }
+  | ({
+      t: 'status';
+      from: string;
+      status: WireStatus;
+      /**
+       * An answer to these tabs' hello, heard while leading: they may join here at once (its
+       * `prev` is left out). Absent: for every tab.
+       */
+      to?: string[];
+    } & WirePlace)
   | { t: 'hello'; from: string }
   | { t: 'hb'; from: string }
   | { t: 'claim'; from: string }
-  | { t: 'bye'; from: string }
+  | ({ t: 'bye'; from: string } & Partial<WirePlace>)
   | { t: 'reconnect'; from: string };
 
 export interface CrossTabHooks {
@@ -75,6 +122,10 @@ export interface CrossTabHooks {
   receive(message: TabMessage): void;
   /** A tab joined: the leader should tell it the status and position. */
   joined(from: string): void;
+  /** This leader leaves: its place, for the goodbye. */
+  place?(): WirePlace;
+  /** Whether this tab knows its place in the leader's sequence (see `TabSequence.hasJoined`). */
+  placed?(): boolean;
 }
 
 function randomId(): string {
@@ -98,6 +149,19 @@ export class CrossTab {
   private leaderId: string | undefined;
   private candidates: Set<string> | undefined;
   private leaderSeenDuringElection = false;
+  // Web Locks hand-over
+  /** Tabs heard leading (they relayed) that have not said goodbye yet. */
+  private readonly leaders = new Set<string>();
+  /** A goodbye of a leader was heard since this tab started. */
+  private goodbyeHeard = false;
+  /** Holding the lock, waiting for the previous leader's goodbye before leading. */
+  private handOverTimer: ReturnType<typeof setTimeout> | undefined;
+  private awaitingHandOver = false;
+  /** The last leader whose goodbye this tab heard: when it leads, the one it took over from. */
+  private lastGoodbyeFrom: string | undefined;
+  private prevLeader: string | undefined;
+  /** Tabs whose hello a leader answered (a new leader does not answer them again). */
+  private readonly answered = new Set<string>();
   private readonly onPageHide = (): void => this.stop();
 
   constructor(
@@ -115,6 +179,11 @@ export class CrossTab {
 
   get mode(): 'locks' | 'heartbeat' {
     return this.locks ? 'locks' : 'heartbeat';
+  }
+
+  /** While leading: the leader this tab took over from (see `WirePlace.prev`). */
+  get previousLeader(): string | undefined {
+    return this.prevLeader;
   }
 
   start(): void {
@@ -138,7 +207,8 @@ export class CrossTab {
     if (this.stopped) return;
     const wasLeader = this.leader;
     this.leader = false;
-    if (wasLeader) this.post({ t: 'bye', from: this.id });
+    // After the last relay (the stream was stopped first): in every tab's channel, it comes last.
+    if (wasLeader) this.post({ t: 'bye', from: this.id, ...this.hooks.place?.() });
     this.stopped = true;
     this.releaseLock?.();
     this.releaseLock = undefined;
@@ -146,8 +216,16 @@ export class CrossTab {
     this.lockAbort = undefined;
     if (this.timer !== undefined) clearInterval(this.timer);
     if (this.electionTimer !== undefined) clearTimeout(this.electionTimer);
+    if (this.handOverTimer !== undefined) clearTimeout(this.handOverTimer);
     this.timer = undefined;
     this.electionTimer = undefined;
+    this.handOverTimer = undefined;
+    this.awaitingHandOver = false;
+    this.lastGoodbyeFrom = undefined;
+    this.prevLeader = undefined;
+    this.answered.clear();
+    this.leaders.clear();
+    this.goodbyeHeard = false;
     const win = globalThis as { removeEventListener?: (type: string, fn: () => void) => void };
     win.removeEventListener?.('pagehide', this.onPageHide);
     this.channel?.close();
@@ -175,20 +253,70 @@ export class CrossTab {
     this.hooks.follow();
   }
 
+  /**
+   * First try for the lock only if it is free: then no tab led before (or none is still
+   * relaying), and this one leads at once. Otherwise queue; when the lock comes, another tab held
+   * it, and this one leads once it has that tab's goodbye (see `granted`).
+   */
   private startLocks(locks: LockManagerLike): void {
     const abort = new AbortController();
     this.lockAbort = abort;
-    locks
-      .request(`herald-leader:${this.key}`, { mode: 'exclusive', signal: abort.signal }, () => {
-        if (this.stopped || abort.signal.aborted) return Promise.resolve();
-        return new Promise<void>((resolve) => {
-          this.releaseLock = resolve;
-          this.becomeLeader();
+    const name = `herald-leader:${this.key}`;
+    const hold = (handOver: boolean): Promise<void> => {
+      if (this.stopped || abort.signal.aborted) return Promise.resolve();
+      return new Promise<void>((resolve) => {
+        this.releaseLock = resolve;
+        this.granted(handOver);
+      });
+    };
+    const queue = (): void => {
+      locks
+        .request(name, { mode: 'exclusive', signal: abort.signal }, () => hold(true))
+        .catch(() => {
+          // aborted while waiting: we left before our turn
         });
+    };
+    locks
+      .request(name, { mode: 'exclusive', ifAvailable: true }, (lock) => {
+        if (lock === null) {
+          if (!this.stopped && !abort.signal.aborted) queue();
+          return Promise.resolve();
+        }
+        return hold(false);
       })
       .catch(() => {
-        // aborted while waiting: we left before our turn
+        // A lock manager without `ifAvailable`: just queue.
+        if (!this.stopped && !abort.signal.aborted && !this.releaseLock) queue();
       });
+  }
+
+  /**
+   * The lock is ours. After another tab held it, its relays may still be on the channel: lead
+   * (connect) once every tab heard leading said goodbye, and at least one did, so that this
+   * tab's place is the last leader's; a crashed leader says nothing, hence the timeout.
+   */
+  private granted(handOver: boolean): void {
+    if (!handOver) return this.becomeLeader();
+    if (this.handOverDone()) {
+      this.prevLeader = this.lastGoodbyeFrom;
+      return this.becomeLeader();
+    }
+    this.awaitingHandOver = true;
+    this.handOverTimer = setTimeout(() => this.finishHandOver(false), this.options.handOverTimeoutMs ?? 1000);
+  }
+
+  private handOverDone(): boolean {
+    return this.goodbyeHeard && this.leaders.size === 0 && (this.hooks.placed?.() ?? true);
+  }
+
+  /** `said`: the goodbye came (else the wait timed out: a crash, no one to name). */
+  private finishHandOver(said = false): void {
+    if (!this.awaitingHandOver) return;
+    this.awaitingHandOver = false;
+    this.prevLeader = said ? this.lastGoodbyeFrom : undefined;
+    if (this.handOverTimer !== undefined) clearTimeout(this.handOverTimer);
+    this.handOverTimer = undefined;
+    this.becomeLeader();
   }
 
   private startHeartbeat(): void {
@@ -241,7 +369,7 @@ export class CrossTab {
       case 'hello':
         if (this.leader) {
           if (heartbeatMode) this.post({ t: 'hb', from: this.id });
-          this.hooks.joined(message.from);
+          if (!this.answered.has(message.from)) this.hooks.joined(message.from);
         }
         return;
       case 'hb':
@@ -269,13 +397,23 @@ export class CrossTab {
           this.lastLeaderSeen = 0;
           this.elect();
         }
+        this.leaders.delete(message.from);
+        this.goodbyeHeard = true;
+        this.lastGoodbyeFrom = message.from;
+        // First the place it carries (a tab that never heard this leader joins there) …
         this.hooks.receive(message);
+        // … then, if this tab waited for it, it leads from there.
+        if (this.awaitingHandOver && this.handOverDone()) this.finishHandOver(true);
         return;
       case 'event':
       case 'pos':
       case 'status':
+        if (message.t === 'status') for (const to of message.to ?? []) this.answered.add(to);
         if (heartbeatMode && !this.leader) this.sawLeader(message.from);
+        if (!heartbeatMode) this.leaders.add(message.from);
         this.hooks.receive(message);
+        // A status may have given a tab that waits to lead its place.
+        if (this.awaitingHandOver && this.handOverDone()) this.finishHandOver(true);
         return;
       case 'reconnect':
         this.hooks.receive(message);

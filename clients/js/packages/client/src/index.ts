@@ -1,4 +1,4 @@
-export { createClient, type ClientOptions, type HeraldClient } from './client.js';
+export { createClient, type ClientOptions, type HeraldClient, type LatestEvent } from './client.js';
 export type {
   ConnectionOptions,
   EventSourceConstructor,

@@ -14,7 +14,7 @@ export interface EventMeta<K extends string = string> {
   readonly id: string;
   /** The event name (`"message"` for unnamed events). */
   readonly event: K;
-  /** `Date.now()` when this tab received it. */
+  /** `Date.now()` when this tab received it (taken from the leader tab: when the leader did). */
   readonly receivedAt: number;
   /** The `data` exactly as it arrived, before parsing. */
   readonly raw: string;

@@ -6,7 +6,7 @@ import {
   type HeraldClient,
   type MissedInfo,
 } from '../src/index.js';
-import { SseServer, fakeJwt, keepOpen, waitFor } from './helpers.js';
+import { SseServer, fakeBroadcastChannel, fakeJwt, fakeLocks, keepOpen, waitFor } from './helpers.js';
 
 type Events = {
   order_update: { orderId: string; status: string };
@@ -81,6 +81,34 @@ describe('createClient over fetch', () => {
     expect(got).toEqual(['not json']);
     expect(errors).toHaveBeenCalled();
     errors.mockRestore();
+  });
+});
+
+describe('latest()', () => {
+  it('keeps the latest event of each name, before any listener, as the same object', async () => {
+    server = await new SseServer().start();
+    // A fresh stream: the retained values come first, then the position (an id-only block).
+    server.setHandler(
+      keepOpen(
+        () => server,
+        ': hi\n\nevent: order_update\nid: 3-0\ndata: {"orderId":"7","status":"paid"}\n\ndata: plain\nid: 4-0\n\nid: 4-0\n\n',
+      ),
+    );
+    const client = make({ url: server.url, token: 't' });
+    expect(client.latest('order_update')).toBeUndefined();
+    await waitFor(() => client.latest('message') !== undefined, 3000, 'retained values');
+    const order = client.latest('order_update');
+    const status: string | undefined = order?.data.status;
+    expect(status).toBe('paid');
+    expect(order?.meta).toMatchObject({ id: '3-0', event: 'order_update', raw: '{"orderId":"7","status":"paid"}' });
+    expect(client.latest('order_update')).toBe(order);
+    expect(client.latest('message')?.data).toBe('plain');
+    const seen: unknown[] = [];
+    client.on('order_update', (payload) => seen.push(payload));
+    server.write('event: order_update\nid: 5-0\ndata: {"orderId":"7","status":"shipped"}\n\n');
+    await waitFor(() => seen.length === 1);
+    expect(client.latest('order_update')?.data).toBe(seen[0]);
+    expect(client.latest('order_update')?.meta.id).toBe('5-0');
   });
 });
 
@@ -269,6 +297,34 @@ describe('tokens', () => {
     expect(server.requests[1]!.headers['last-event-id']).toBe('77');
   });
 
+  it('a reconnect while a slow refresh is under way shares that getToken call', async () => {
+    server = await new SseServer().start();
+    server.setHandler(keepOpen(() => server, 'retry: 10\nid: 5\n\n'));
+    const now = Math.floor(Date.now() / 1000);
+    const first = fakeJwt('u1', now + 3); // 2–3 s left; the refresh starts at half of it
+    const second = fakeJwt('u1', now + 3600);
+    let inFlight = 0;
+    let mostInFlight = 0;
+    // A slow login service: each call takes 300 ms.
+    const getToken = vi.fn(async () => {
+      mostInFlight = Math.max(mostInFlight, ++inFlight);
+      await new Promise((r) => setTimeout(r, 300));
+      inFlight--;
+      return second;
+    });
+    const client = make({ url: server.url, token: first, getToken, refreshLeewayMs: 1500, random: () => 0 });
+    await waitFor(() => client.state === 'open');
+    await waitFor(() => getToken.mock.calls.length === 1, 3000, 'the refresh ahead of expiry');
+    // The stream drops while the refresh is pending: the reconnect needs a token (the old one
+    // is within the leeway) and must wait for the pending call rather than start another.
+    server.endAll();
+    await waitFor(() => server.requests.length === 2 && client.state === 'open', 3000, 'reconnected');
+    expect(server.requests[1]!.headers.authorization).toBe(`Bearer ${second}`);
+    expect(server.requests[1]!.headers['last-event-id']).toBe('5');
+    expect(getToken).toHaveBeenCalledTimes(1);
+    expect(mostInFlight).toBe(1);
+  });
+
   it('refreshes an expired token before (re)connecting', async () => {
     server = await new SseServer().start();
     server.setHandler((req, res, index) => {
@@ -311,6 +367,32 @@ describe('herald.missed', () => {
 });
 
 describe('connection state', () => {
+  it('a listener added right after createClient sees the first connecting', async () => {
+    server = await new SseServer().start();
+    server.setHandler(keepOpen(() => server));
+    const client = make({ url: server.url });
+    expect(client.state).toBe('connecting'); // still connecting at once
+    const states: ConnectionSnapshot['state'][] = [];
+    client.onStateChange((s) => states.push(s.state));
+    await waitFor(() => client.state === 'open');
+    expect(states).toEqual(['connecting', 'open']);
+  });
+
+  it('the same with cross-tab sharing', async () => {
+    server = await new SseServer().start();
+    server.setHandler(keepOpen(() => server));
+    const client = make({ url: server.url, crossTab: { BroadcastChannel: fakeBroadcastChannel(), locks: fakeLocks() } });
+    const states: Array<[ConnectionSnapshot['state'], boolean]> = [];
+    client.onStateChange((s) => states.push([s.state, s.isLeader]));
+    await waitFor(() => client.state === 'open');
+    // Connecting as a follower, then as the leader once the lock is granted.
+    expect(states).toEqual([
+      ['connecting', false],
+      ['connecting', true],
+      ['open', true],
+    ]);
+  });
+
   it('goes idle → connecting → open → closed, with new snapshot objects', async () => {
     server = await new SseServer().start();
     server.setHandler(keepOpen(() => server));

@@ -64,15 +64,21 @@ export function useConnectionState(): ConnectionSnapshot {
 }
 
 export interface SSEResult<P, K extends string = string> {
-  /** The latest payload of this event since the component mounted. */
+  /**
+   * The latest payload of this event the client has received, also before the component
+   * mounted: right after a fresh stream opens, the hub's retained value of this event (the
+   * counter, score or last state), with no new event and no extra fetch. `undefined` until the
+   * client has received one.
+   */
   data: P | undefined;
   meta: EventMeta<K> | undefined;
   status: ConnectionState;
 }
 
 /**
- * Subscribes to one event name: returns its latest payload and the connection status, and calls
- * `handler` (optional; the latest one is always used, so inline functions are fine) for each one.
+ * Subscribes to one event name: returns its latest payload (see {@link SSEResult.data}) and the
+ * connection status, and calls `handler` (optional; the latest one is always used, so inline
+ * functions are fine) for each event that arrives while mounted.
  */
 export function useSSE<E extends { [K in keyof E]: unknown } = Record<string, unknown>, K extends EventName<E> = EventName<E>>(
   event: K,
@@ -81,19 +87,24 @@ export function useSSE<E extends { [K in keyof E]: unknown } = Record<string, un
   const client = useHeraldClient<E>();
   const handlerRef = useRef(handler);
   handlerRef.current = handler;
-  const [latest, setLatest] = useState<{ data: E[K]; meta: EventMeta<K> } | undefined>(undefined);
-  // After `event` changes, the previous name's payload is not this one's.
-  const current = latest?.meta.event === event ? latest : undefined;
-  useEffect(
-    () =>
-      client.on(event, (data, meta) => {
-        setLatest({ data, meta });
-        handlerRef.current?.(data, meta);
-      }),
+  const subscribe = useCallback(
+    (onChange: () => void) => {
+      // `data` follows `latest()`, which also changes without an event (a cross-tab follower
+      // takes the leader's state when it joins); the handler hears only events.
+      const offLatest = client.onLatest(event, onChange);
+      const off = client.on(event, (data, meta) => handlerRef.current?.(data, meta));
+      return () => {
+        offLatest();
+        off();
+      };
+    },
     [client, event],
   );
+  // The client keeps the latest event of each name (the same object until the next one).
+  const getLatest = useCallback(() => client.latest(event), [client, event]);
+  const latest = useSyncExternalStore(subscribe, getLatest, getLatest);
   const { state } = useConnectionState();
-  return { data: current?.data, meta: current?.meta, status: state };
+  return { data: latest?.data, meta: latest?.meta, status: state };
 }
 
 /** Options of {@link useNotifications}. */

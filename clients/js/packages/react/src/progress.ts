@@ -1,4 +1,4 @@
-import type { HeraldClient } from '@herald/client';
+import type { EventMeta, HeraldClient } from '@herald/client';
 
 /** The event name `useProgress` listens to by default. */
 export const PROGRESS_EVENT = 'job_progress';
@@ -57,33 +57,42 @@ export class ProgressStore {
   private readonly listeners = new Set<() => void>();
 
   constructor(client: HeraldClient<Record<string, unknown>>, event: string) {
-    client.on(event, (payload, meta) => {
-      if (typeof payload !== 'object' || payload === null) return;
-      const p = payload as Partial<ProgressPayload>;
-      if (typeof p.jobId !== 'string') return;
-      const prev = this.jobs.get(p.jobId) ?? IDLE_PROGRESS;
-      const status = p.status === 'done' || p.status === 'failed' ? p.status : 'running';
-      let percent = typeof p.percent === 'number' && Number.isFinite(p.percent) ? p.percent : prev.percent;
-      percent = Math.max(0, Math.min(100, percent));
-      if (status === 'done') percent = 100;
-      const next: JobProgress = Object.freeze({
-        status,
-        percent,
-        stage: typeof p.stage === 'string' ? p.stage : prev.stage,
-        message: typeof p.message === 'string' ? p.message : prev.message,
-        error: typeof p.error === 'string' ? p.error : status === 'failed' ? prev.error : undefined,
-        done: status === 'done',
-        failed: status === 'failed',
-        updatedAt: meta.receivedAt,
-      });
-      this.jobs.delete(p.jobId);
-      this.jobs.set(p.jobId, next);
-      if (this.jobs.size > MAX_JOBS) {
-        const oldest = this.jobs.keys().next().value;
-        if (oldest !== undefined) this.jobs.delete(oldest);
-      }
-      for (const l of [...this.listeners]) l();
+    // A store made after the stream opened starts from the latest event (e.g. the retained one).
+    // `onLatest`: each event, and (cross-tab) the leader's latest one when a follower joins.
+    const fromLatest = (): void => {
+      const latest = client.latest(event);
+      if (latest) this.apply(latest.data, latest.meta);
+    };
+    fromLatest();
+    client.onLatest(event, fromLatest);
+  }
+
+  private apply(payload: unknown, meta: EventMeta): void {
+    if (typeof payload !== 'object' || payload === null) return;
+    const p = payload as Partial<ProgressPayload>;
+    if (typeof p.jobId !== 'string') return;
+    const prev = this.jobs.get(p.jobId) ?? IDLE_PROGRESS;
+    const status = p.status === 'done' || p.status === 'failed' ? p.status : 'running';
+    let percent = typeof p.percent === 'number' && Number.isFinite(p.percent) ? p.percent : prev.percent;
+    percent = Math.max(0, Math.min(100, percent));
+    if (status === 'done') percent = 100;
+    const next: JobProgress = Object.freeze({
+      status,
+      percent,
+      stage: typeof p.stage === 'string' ? p.stage : prev.stage,
+      message: typeof p.message === 'string' ? p.message : prev.message,
+      error: typeof p.error === 'string' ? p.error : status === 'failed' ? prev.error : undefined,
+      done: status === 'done',
+      failed: status === 'failed',
+      updatedAt: meta.receivedAt,
     });
+    this.jobs.delete(p.jobId);
+    this.jobs.set(p.jobId, next);
+    if (this.jobs.size > MAX_JOBS) {
+      const oldest = this.jobs.keys().next().value;
+      if (oldest !== undefined) this.jobs.delete(oldest);
+    }
+    for (const l of [...this.listeners]) l();
   }
 
   subscribe = (listener: () => void): (() => void) => {

@@ -15,6 +15,8 @@ export class FakeClient<E extends { [K in keyof E]: unknown }> {
     isLeader: true,
   };
   private seq = 0;
+  private readonly kept = new Map<string, { data: unknown; meta: EventMeta }>();
+  private readonly latestListeners = new Map<string, Set<() => void>>();
   subscriptions = 0;
 
   get client(): HeraldClient<E> {
@@ -29,6 +31,16 @@ export class FakeClient<E extends { [K in keyof E]: unknown }> {
         return () => {
           set.delete(entry);
           self.subscriptions--;
+        };
+      },
+      latest: (event: string) => self.kept.get(event),
+      onLatest: (event: string, listener: () => void) => {
+        let set = self.latestListeners.get(event);
+        if (!set) self.latestListeners.set(event, (set = new Set()));
+        const entry = (): void => listener();
+        set.add(entry);
+        return () => {
+          set.delete(entry);
         };
       },
       onAny: () => () => undefined,
@@ -54,7 +66,16 @@ export class FakeClient<E extends { [K in keyof E]: unknown }> {
 
   emit<K extends keyof E & string>(event: K, payload: E[K], id = String(++this.seq)): void {
     const meta: EventMeta = { id, event, receivedAt: Date.now(), raw: JSON.stringify(payload) };
+    this.kept.set(event, { data: payload, meta });
+    for (const l of [...(this.latestListeners.get(event) ?? [])]) l();
     for (const l of [...(this.listeners.get(event) ?? [])]) l(payload, meta);
+  }
+
+  /** State without an event (as a cross-tab follower takes the leader's): `latest()` only. */
+  seed<K extends keyof E & string>(event: K, payload: E[K], id = String(++this.seq)): void {
+    const meta: EventMeta = { id, event, receivedAt: Date.now(), raw: JSON.stringify(payload) };
+    this.kept.set(event, { data: payload, meta });
+    for (const l of [...(this.latestListeners.get(event) ?? [])]) l();
   }
 
   setState(state: ConnectionSnapshot['state']): void {

@@ -11,7 +11,7 @@ import {
   useProgress,
   useSSE,
 } from '@herald/react';
-import { SseServer, keepOpen, waitFor } from '../../client/test/helpers.js';
+import { SseServer, fakeBroadcastChannel, fakeLocks, keepOpen, waitFor } from '../../client/test/helpers.js';
 import { FakeClient } from './fake-client.js';
 
 type Events = {
@@ -77,6 +77,26 @@ describe('useSSE', () => {
     );
     expect(screen.getByTestId('latest').textContent).toBe('none');
     expect(fake.listenerCount('order_update')).toBe(0);
+  });
+
+  it('data follows latest() state that came without an event (a cross-tab follower joining), the handler does not run', () => {
+    const fake = new FakeClient<Events>();
+    const calls: string[] = [];
+    function Order() {
+      const { data } = useSSE<Events, 'order_update'>('order_update', (p) => calls.push(p.status));
+      return <p data-testid="order">{data?.status ?? 'none'}</p>;
+    }
+    render(
+      <HeraldProvider client={fake.client}>
+        <Order />
+      </HeraldProvider>,
+    );
+    act(() => fake.seed('order_update', { orderId: '1', status: 'paid' }));
+    expect(screen.getByTestId('order').textContent).toBe('paid');
+    expect(calls).toEqual([]);
+    act(() => fake.emit('order_update', { orderId: '1', status: 'shipped' }));
+    expect(screen.getByTestId('order').textContent).toBe('shipped');
+    expect(calls).toEqual(['shipped']);
   });
 
   it('unsubscribes on unmount', () => {
@@ -294,6 +314,92 @@ describe('with a real client', () => {
     expect(screen.getAllByTestId('o')).toHaveLength(5);
     expect(server.requests).toHaveLength(1);
     client.close();
+    await server.stop();
+  });
+});
+
+describe('retained values as initial state', () => {
+  it('a component mounted after the stream opened shows the retained value at once, typed', async () => {
+    const server = await new SseServer().start();
+    // What the hub sends a fresh stream: the opening, the retained values, then its position.
+    server.setHandler(
+      keepOpen(
+        () => server,
+        ': herald\n\nevent: unread\nid: 5-0\ndata: {"count":3}\n\n' +
+          'event: job_progress\nid: 6-0\ndata: {"jobId":"import-1","percent":40,"status":"running"}\n\nid: 6-0\n\n',
+      ),
+    );
+    const client = createClient<Events & { unread: { count: number } }>({ url: server.url, token: 't' });
+    await waitFor(() => client.latest('job_progress') !== undefined);
+    const hooks = createHeraldHooks<Events & { unread: { count: number } }>();
+    function Badge() {
+      const { data, meta } = hooks.useSSE('unread');
+      const count: number | undefined = data?.count;
+      return <span data-testid="badge">{count === undefined ? '-' : `${count}@${meta?.id}`}</span>;
+    }
+    function Job() {
+      const job = useSSE<Events, 'job_progress'>('job_progress').data;
+      const progress = useProgress(job?.jobId);
+      return <span data-testid="job">{`${job?.jobId}:${progress.status}:${progress.percent}`}</span>;
+    }
+    render(
+      <HeraldProvider client={client}>
+        <Badge />
+        <Job />
+      </HeraldProvider>,
+    );
+    expect(screen.getByTestId('badge').textContent).toBe('3@5-0');
+    expect(screen.getByTestId('job').textContent).toBe('import-1:running:40');
+    server.write('event: unread\nid: 7-0\ndata: {"count":4}\n\n');
+    await waitFor(() => screen.getByTestId('badge').textContent === '4@7-0');
+    expect(server.requests).toHaveLength(1);
+    client.close();
+    await server.stop();
+  });
+
+  it('a cross-tab follower opened later shows the leader’s latest values at once, without calling handlers', async () => {
+    const server = await new SseServer().start();
+    server.setHandler(
+      keepOpen(
+        () => server,
+        ': herald\n\nevent: unread\nid: 5-0\ndata: {"count":3}\n\n' +
+          'event: job_progress\nid: 6-0\ndata: {"jobId":"import-1","percent":40,"status":"running"}\n\nid: 6-0\n\n',
+      ),
+    );
+    type All = Events & { unread: { count: number } };
+    const crossTab = { BroadcastChannel: fakeBroadcastChannel(), locks: fakeLocks() };
+    const leader = createClient<All>({ url: server.url, token: 't', crossTab });
+    await waitFor(() => leader.latest('job_progress') !== undefined && leader.getSnapshot().isLeader);
+    const follower = createClient<All>({ url: server.url, token: 't', crossTab });
+    const hooks = createHeraldHooks<All>();
+    const handled: string[] = [];
+    function Badge() {
+      const { data, meta } = hooks.useSSE('unread', (p) => handled.push(`unread:${p.count}`));
+      return <span data-testid="badge">{data === undefined ? '-' : `${data.count}@${meta?.id}`}</span>;
+    }
+    function Job() {
+      const job = hooks.useSSE('job_progress', (p) => handled.push(`job:${p.jobId}`)).data;
+      const progress = useProgress(job?.jobId ?? 'import-1');
+      return <span data-testid="job">{`${job?.jobId}:${progress.status}:${progress.percent}`}</span>;
+    }
+    // Mounted before the leader's answer came: the state arrives after mount, without an event.
+    render(
+      <HeraldProvider client={follower}>
+        <Badge />
+        <Job />
+      </HeraldProvider>,
+    );
+    expect(screen.getByTestId('badge').textContent).toBe('-');
+    await waitFor(() => screen.getByTestId('badge').textContent === '3@5-0', 3000, 'badge from the leader');
+    await waitFor(() => screen.getByTestId('job').textContent === 'import-1:running:40', 3000, 'job from the leader');
+    expect(handled).toEqual([]);
+    expect(follower.getSnapshot().isLeader).toBe(false);
+    server.write('event: unread\nid: 7-0\ndata: {"count":4}\n\n');
+    await waitFor(() => screen.getByTestId('badge').textContent === '4@7-0');
+    expect(handled).toEqual(['unread:4']);
+    expect(server.requests).toHaveLength(1);
+    follower.close();
+    leader.close();
     await server.stop();
   });
 });

@@ -1,0 +1,236 @@
+//! Serving one connection with hyper (HTTP/1.1, or HTTP/2 by prior knowledge or ALPN), with
+//! what hyper does not do by itself:
+//!
+//! * **Idle timeout.** A connection with no request in flight for `--idle-timeout` is closed
+//!   gracefully (HTTP/2 with GOAWAY), so keep-alive connections nobody uses, and HTTP/2
+//!   connections whose client only trickles headers, do not hold file descriptors forever. A
+//!   request is in flight from the moment hyper hands it over until its response body is done,
+//!   so an open event stream keeps its connection busy.
+//! * **Per-IP limits for HTTP/2 streams.** One HTTP/2 connection can carry many event streams;
+//!   each one counts against `--max-connect-rate-per-ip` and `--max-connections-per-ip` like a
+//!   connection of its own (refused with 429), on top of `--http2-max-streams` per connection.
+//! * **Shutdown.** When the server shuts down, every connection is told to finish gracefully.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::Router;
+use bytes::Bytes;
+use http::{Request, Response, Version};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::watch;
+use tower::{Service, ServiceExt};
+
+use crate::limits::{IpSlot, Limits};
+
+/// What every hyper connection of a server shares.
+#[derive(Clone)]
+pub struct HyperShared {
+    pub router: Router,
+    pub builder: auto::Builder<TokioExecutor>,
+    pub limits: Arc<Limits>,
+    pub idle_timeout: Duration,
+    /// Becomes `true` when the server shuts down.
+    pub shutdown: watch::Receiver<bool>,
+}
+
+/// Serves `io` from `peer` until the connection ends. `_slot` is the connection's place in the
+/// per-IP count, held as long as it is open. `first`, when given, is the answer to the
+/// connection's first request, decided already (a refused subscribe, [`crate::plain_sse`]).
+pub async fn serve<I>(
+    io: I,
+    peer: IpAddr,
+    shared: &HyperShared,
+    _slot: IpSlot,
+    first: Option<Response<Body>>,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let activity = Arc::new(Activity::default());
+    let service = ConnService {
+        router: shared.router.clone(),
+        limits: shared.limits.clone(),
+        activity: activity.clone(),
+        peer,
+        first: Arc::new(parking_lot::Mutex::new(first)),
+    };
+    let connection = shared
+        .builder
+        .serve_connection(TokioIo::new(io), TowerToHyperService::new(service));
+    tokio::pin!(connection);
+    let mut shutdown = shared.shutdown.clone();
+    let mut closing = *shutdown.borrow();
+    if closing {
+        connection.as_mut().graceful_shutdown();
+    }
+    loop {
+        tokio::select! {
+            ended = connection.as_mut() => {
+                if let Err(error) = ended {
+                    tracing::debug!(%error, "connection ended with an error");
+                }
+                return;
+            }
+            _ = shutdown.changed(), if !closing => {
+                closing = true;
+                connection.as_mut().graceful_shutdown();
+            }
+            () = activity.idle_for(shared.idle_timeout), if !closing => {
+                closing = true;
+                connection.as_mut().graceful_shutdown();
+            }
+        }
+    }
+}
+
+/// Requests in flight on one connection, and when that number last changed.
+#[derive(Default)]
+struct Activity {
+    in_flight: AtomicUsize,
+    /// Milliseconds since the Unix epoch.
+    changed_ms: AtomicU64,
+}
+
+impl Activity {
+    fn begin(self: &Arc<Self>) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.touch();
+        InFlight(self.clone())
+    }
+
+    fn touch(&self) {
+        self.changed_ms
+            .store(herald_core::unix_ms(), Ordering::Relaxed);
+    }
+
+    /// Completes once the connection has had nothing in flight for `timeout`.
+    async fn idle_for(&self, timeout: Duration) {
+        self.touch();
+        loop {
+            let since = self.changed_ms.load(Ordering::Relaxed);
+            let idle_ms = herald_core::unix_ms().saturating_sub(since);
+            let left = timeout.saturating_sub(Duration::from_millis(idle_ms));
+            if left.is_zero() && self.in_flight.load(Ordering::Relaxed) == 0 {
+                return;
+            }
+            tokio::time::sleep(left.max(Duration::from_millis(50)).min(timeout)).await;
+            if self.in_flight.load(Ordering::Relaxed) > 0 {
+                // Busy (a stream, a slow upload): look again a timeout from now.
+                self.touch();
+            }
+        }
+    }
+}
+
+/// One request in flight, until its response body is dropped.
+struct InFlight(Arc<Activity>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.0.touch();
+    }
+}
+
+/// The router, with the connection's bookkeeping around each request.
+#[derive(Clone)]
+struct ConnService {
+    router: Router,
+    limits: Arc<Limits>,
+    activity: Arc<Activity>,
+    peer: IpAddr,
+    /// The answer to the first request, when it is known before hyper reads it.
+    first: Arc<parking_lot::Mutex<Option<Response<Body>>>>,
+}
+
+impl Service<Request<Incoming>> for ConnService {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, mut request: Request<Incoming>) -> Self::Future {
+        let in_flight = self.activity.begin();
+        if let Some(answer) = self.first.lock().take() {
+            return Box::pin(async move {
+                Ok(answer.map(|body| {
+                    Body::new(Tracked {
+                        body,
+                        _held: (in_flight, None),
+                    })
+                }))
+            });
+        }
+        request
+            .extensions_mut()
+            .insert(crate::app::ClientIp(self.peer));
+        let stream_slot =
+            if request.version() == Version::HTTP_2 && request.uri().path() == "/events" {
+                match self.limits.connection(self.peer) {
+                    Ok(slot) => Some(slot),
+                    Err(refused) => {
+                        metrics::counter!(crate::metrics::CONNECTIONS_RATE_LIMITED).increment(1);
+                        let (message, retry) = refused.answer();
+                        let response = crate::error::ApiError::too_many(message)
+                            .retry_after(retry)
+                            .into_response();
+                        return Box::pin(async move { Ok(response) });
+                    }
+                }
+            } else {
+                None
+            };
+        let router = self.router.clone();
+        Box::pin(async move {
+            let Ok(response) = router.oneshot(request.map(Body::new)).await;
+            Ok(response.map(|body| {
+                Body::new(Tracked {
+                    body,
+                    _held: (in_flight, stream_slot),
+                })
+            }))
+        })
+    }
+}
+
+use axum::response::IntoResponse;
+
+/// A response body that holds the request's bookkeeping until it is dropped.
+struct Tracked {
+    body: Body,
+    _held: (InFlight, Option<IpSlot>),
+}
+
+impl http_body::Body for Tracked {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
+}

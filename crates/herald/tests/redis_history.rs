@@ -1,0 +1,159 @@
+//! History on Redis, read by a node that holds none of it in memory: replays of any size come
+//! page by page, in order; the history bounds (bytes, age) hold cluster-wide, in what resume
+//! reaches and in what the Redis stream keeps.
+
+mod common;
+mod redis_harness;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use redis_harness::*;
+use serde_json::json;
+
+/// Publishes `n` events of `size` bytes to alice on `via`; their ids.
+async fn publish_many(via: &Server, n: usize, size: usize) -> Vec<String> {
+    let filler = "x".repeat(size);
+    let mut ids = Vec::new();
+    for i in 0..n {
+        let body = json!({"user": "alice", "event": "e", "data": format!("{i:05}:{filler}")});
+        ids.push(publish_id(&via.addr, body).await);
+    }
+    ids
+}
+
+/// Resumes alice on `node` from `from` and returns the data of the events up to `end`.
+async fn replay(node: &Server, from: &str) -> Vec<String> {
+    let mut sse = open(node, &token("alice", &[]), "", Some(from)).await;
+    events_until(&mut sse, "end")
+        .await
+        .into_iter()
+        .filter(|(name, _, _)| name != "end")
+        .map(|(name, _, data)| {
+            assert_eq!(name, "e", "{}", &data[..data.len().min(120)]);
+            data
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_fresh_node_replays_fifty_events_of_100_kib_from_redis_in_order() {
+    let redis = Redis::start().await;
+    let n1 = node(&redis, &[]);
+    let start = publish_id(
+        &n1.addr,
+        json!({"user": "alice", "event": "start", "data": 0}),
+    )
+    .await;
+    publish_many(&n1, 50, 100 << 10).await;
+    publish(
+        &n1.addr,
+        json!({"user": "alice", "event": "end", "data": 0}),
+    )
+    .await;
+    // n2 starts now: everything comes from the Redis stream.
+    let n2 = node(&redis, &[]);
+    let data = replay(&n2, &start).await;
+    assert_eq!(data.len(), 50);
+    for (i, d) in data.iter().enumerate() {
+        assert!(d.starts_with(&format!("{i:05}:")) && d.len() == (100 << 10) + 6);
+    }
+}
+
+#[tokio::test]
+async fn a_long_replay_from_redis_comes_in_pages_without_a_gap() {
+    let redis = Redis::start().await;
+    let n1 = node(&redis, &[]);
+    let start = publish_id(
+        &n1.addr,
+        json!({"user": "alice", "event": "start", "data": 0}),
+    )
+    .await;
+    // More than two pages (512 events each), in batches.
+    for chunk in 0..6 {
+        let batch: Vec<_> = (0..250)
+            .map(|i| json!({"user": "alice", "event": "e", "data": format!("{:05}:", chunk * 250 + i)}))
+            .collect();
+        publish(&n1.addr, json!(batch)).await;
+    }
+    publish(
+        &n1.addr,
+        json!({"user": "alice", "event": "end", "data": 0}),
+    )
+    .await;
+    let n2 = node(&redis, &[]);
+    let data = replay(&n2, &start).await;
+    assert_eq!(data.len(), 1500);
+    assert!(data
+        .iter()
+        .enumerate()
+        .all(|(i, d)| d == &format!("{i:05}:")));
+}
+
+#[tokio::test]
+async fn the_byte_bound_holds_cluster_wide() {
+    let redis = Redis::start().await;
+    let bound = ["--history-bytes", "1MiB"];
+    let n1 = node(&redis, &bound);
+    let ids = publish_many(&n1, 40, 60_000).await;
+    publish(
+        &n1.addr,
+        json!({"user": "alice", "event": "end", "data": 0}),
+    )
+    .await;
+    let n2 = node(&redis, &bound);
+    // The first events are more than 1 MiB ago: a miss on the node that never held them too.
+    let mut sse = open(&n2, &token("alice", &[]), "", Some(&ids[0])).await;
+    let missed = sse.next_event().await;
+    assert_eq!(missed.event_type, "herald.missed");
+    assert!(missed.data.contains("history_expired"));
+    // The last few are within it: replayed exactly.
+    let data = replay(&n2, &ids[35]).await;
+    assert_eq!(data.len(), 4);
+    assert!(data[0].starts_with("00036:"));
+    // And Redis itself keeps no more than the bound and one event: 17 of 60 KB fit in 1 MiB,
+    // one more may straddle it, and the small `end`.
+    let mut conn = redis.conn().await;
+    let prefix = stream_key(&n1);
+    let len: usize = redis::cmd("XLEN")
+        .arg(&prefix)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(len <= 19, "{len} entries of 60 KB kept for a 1 MiB bound");
+}
+
+#[tokio::test]
+async fn the_age_bound_holds_cluster_wide() {
+    let redis = Redis::start().await;
+    let bound = ["--history-ttl", "1s"];
+    let n1 = node(&redis, &bound);
+    let old = publish_id(&n1.addr, json!({"user": "alice", "data": "old"})).await;
+    publish(&n1.addr, json!({"user": "alice", "data": "after"})).await;
+    let n2 = node(&redis, &bound);
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let mut sse = open(&n2, &token("alice", &[]), "", Some(&old)).await;
+        let first = sse.next_event().await;
+        if first.event_type == "herald.missed" {
+            assert!(first.data.contains("history_expired"));
+            break;
+        }
+        assert!(Instant::now() < deadline, "history never expired");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The Redis key of the event stream of `node`'s cluster (from its startup log).
+fn stream_key(node: &Server) -> String {
+    let output = node.output();
+    let at = output
+        .find("stream=")
+        .expect("the stream is logged at startup")
+        + "stream=".len();
+    output[at..]
+        .split_whitespace()
+        .next()
+        .expect("stream key")
+        .to_owned()
+}

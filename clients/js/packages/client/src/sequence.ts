@@ -154,6 +154,8 @@ export class TabSequence {
   private readonly maxWaiting: number;
   private readonly gapTimeoutMs: number;
   private readonly seed: ((latest: readonly LatestEntry[]) => void) | undefined;
+  /** This tab took a leader's latest state (it does so once). */
+  private seeded = false;
 
   constructor(
     position: string,
@@ -212,7 +214,10 @@ export class TabSequence {
     // where this tab joins: taken in order, they end at the same state), else this place's.
     const seed = this.heardLatest ?? latest;
     this.heardLatest = undefined;
-    if (seed?.length) this.seed?.(seed);
+    if (seed?.length) {
+      this.seeded = true;
+      this.seed?.(seed);
+    }
     if (this.joinTimer !== undefined) clearTimeout(this.joinTimer);
     this.joinTimer = undefined;
     this.known.clear();
@@ -259,7 +264,16 @@ export class TabSequence {
    * just after a leader said goodbye never hears it), it joins at the earliest place it knows.
    */
   announce(from: string, place: Place, gone: boolean, answer = false): void {
-    if (this.joined) return;
+    if (this.joined) {
+      // A leader's status that carried no state (its stream opened) can reach this tab before
+      // the answer to its hello: it joined there, and takes the state from the answer that
+      // follows (names it already has an event of stay as they are). A tab takes state once.
+      if (answer && place.latest?.length && !this.seeded) {
+        this.seeded = true;
+        this.seed?.(place.latest);
+      }
+      return;
+    }
     if (place.latest) this.heardLatest = place.latest;
     const leader = this.knownLeader(from);
     leader.heard = true;

@@ -219,4 +219,19 @@ describe('TabSequence before joining a leader', () => {
     seq.offer(ev('d', 'e'), 'L1');
     expect(log).toEqual(['seed unread=3,tick=c', 'take d', 'take e']);
   });
+
+  it('a tab placed by a status without state (the leader’s stream opened) takes the state from the answer that follows', () => {
+    const log: string[] = [];
+    const seq = new TabSequence('', (step) => log.push(`take ${step.id}`), {
+      seed: (latest) => log.push(`seed ${latest.map((e) => `${e.type}=${e.data}`).join(',')}`),
+    });
+    seq.announce('L1', { head: 'c', id: 'c', recent: ['a', 'b', 'c'] }, false); // "open", for every tab
+    seq.offer(ev('c', 'd'), 'L1');
+    expect(log).toEqual(['take d']);
+    const latest = [{ type: 'unread', data: '3', id: 'b', at: 1 }];
+    seq.announce('L1', { head: 'd', id: 'd', recent: ['b', 'c', 'd'], latest }, false, true);
+    expect(log).toEqual(['take d', 'seed unread=3']);
+    seq.announce('L1', { head: 'd', id: 'd', recent: ['b', 'c', 'd'], latest }, false, true);
+    expect(log).toEqual(['take d', 'seed unread=3']);
+  });
 });

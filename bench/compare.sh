@@ -101,7 +101,8 @@ for target in $targets; do
   start "$target"; bench "$target" --scenario large --streams "$large_streams" --duration "$duration"; stop "$target"
 done
 
-# Encrypted streams: HTTP/1.1 over TLS, Herald and nginx + Nchan with the same certificate.
+# Encrypted streams: HTTP/1.1 over TLS, Herald and nginx + Nchan with the same certificate;
+# then Herald's HTTP/2.
 for target in $targets; do
   case "$target" in herald|nchan) ;; *) continue;; esac
   target="$target-tls"
@@ -109,6 +110,14 @@ for target in $targets; do
   start "$target"; bench "$target" --scenario idle --streams "$streams" --duration 3s; stop "$target"
   start "$target"; bench "$target" --scenario broadcast --streams "$streams" --duration "$duration"; stop "$target"
   start "$target"; bench "$target" --scenario per-user --streams "$streams" --rate 2000 --duration "$duration"; stop "$target"
+  # HTTP/2 over TLS (Herald only: the Nchan peer's nginx serves HTTP/1.1): 100 streams per
+  # connection, as tabs of one origin share it, and one stream per connection.
+  [ "$target" = herald-tls ] || continue
+  for per in 100 1; do
+    start "$target"; bench "$target" --scenario idle --streams "$streams" --http2-streams "$per" --duration 3s; stop "$target"
+  done
+  start "$target"; bench "$target" --scenario broadcast --streams "$streams" --http2-streams 100 --duration "$duration"; stop "$target"
+  start "$target"; bench "$target" --scenario per-user --streams "$streams" --rate 2000 --http2-streams 100 --duration "$duration"; stop "$target"
 done
 
 python3 "$root/bench/table.py" "$out"

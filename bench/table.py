@@ -35,6 +35,8 @@ def label(r):
         parts.append(f"batch {opts['--batch']}")
     if "--tls-ca" in opts:
         parts.append("TLS")
+    if "--http2-streams" in opts:
+        parts.append(f"HTTP/2, {opts['--http2-streams']} per connection")
     return ", ".join(p for p in parts if p)
 
 

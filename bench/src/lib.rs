@@ -7,6 +7,7 @@
 //! scenario against Herald and each peer in one go and prints the ratios.
 
 mod marker;
+mod multiplexed;
 mod publisher;
 mod report;
 mod scenario;
@@ -94,6 +95,11 @@ pub struct BenchArgs {
     /// Connect over TLS (HTTP/1.1), trusting the PEM certificate or CA in this file.
     #[arg(long)]
     pub tls_ca: Option<std::path::PathBuf>,
+    /// Open streams over HTTP/2, this many per connection (TLS with ALPN `h2` when `--tls-ca`
+    /// is given, else cleartext HTTP/2 with prior knowledge). 0: HTTP/1.1, one connection per
+    /// stream. Publishers always use HTTP/1.1.
+    #[arg(long, default_value_t = 0)]
+    pub http2_streams: usize,
     /// The name the server's certificate must carry (TLS only).
     #[arg(long, default_value = "localhost")]
     pub tls_server_name: String,

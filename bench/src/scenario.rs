@@ -8,7 +8,7 @@ use crate::marker::now_us;
 use crate::publisher::{self, Pace, Plan, Published};
 use crate::report::Report;
 use crate::stats::{cpu_percent, Deliveries, LatencyShards, ProcessSample, SEQ_RING};
-use crate::stream::Streams;
+use crate::stream::{StreamTransport, Streams};
 use crate::target::{Kind, Target};
 use crate::transport::Transport;
 use crate::{BenchArgs, Scenario};
@@ -44,9 +44,17 @@ pub async fn run(args: &BenchArgs) -> Result<Report, String> {
         retain: args.retain,
         idempotency_keys: args.idempotency_keys,
         transport: match &args.tls_ca {
-            Some(ca) => Transport::tls(ca, &args.tls_server_name)?,
+            Some(ca) => Transport::tls(ca, &args.tls_server_name, b"http/1.1")?,
             None => Transport::plain(),
         },
+    };
+    let over = StreamTransport {
+        transport: match (&args.tls_ca, args.http2_streams) {
+            (Some(ca), 1..) => Transport::tls(ca, &args.tls_server_name, b"h2")?,
+            _ => target.transport.clone(),
+        },
+        http2_streams: args.http2_streams,
+        host: args.url.clone(),
     };
     let mut report = Report {
         target: args.target.name().into(),
@@ -54,7 +62,7 @@ pub async fn run(args: &BenchArgs) -> Result<Report, String> {
         ..Report::default()
     };
     if args.scenario == Scenario::Reconnect {
-        return reconnect_storm(server, &target, args, report).await;
+        return reconnect_storm(server, &target, &over, args, report).await;
     }
 
     let deliveries = Arc::new(Deliveries::default());
@@ -67,7 +75,7 @@ pub async fn run(args: &BenchArgs) -> Result<Report, String> {
     };
     let idle = sample(args.pid);
     let streams = Streams::open(
-        &target.transport,
+        &over,
         server,
         stream_count,
         |i| target.subscribe_request(&target.channel(i, broadcast), None),
@@ -161,6 +169,7 @@ pub async fn run(args: &BenchArgs) -> Result<Report, String> {
 async fn reconnect_storm(
     server: SocketAddr,
     target: &Target,
+    over: &StreamTransport,
     args: &BenchArgs,
     mut report: Report,
 ) -> Result<Report, String> {
@@ -174,7 +183,7 @@ async fn reconnect_storm(
     let warmup = Arc::new(Deliveries::default());
     let latency = Arc::new(LatencyShards::default());
     let streams = Streams::open(
-        &target.transport,
+        over,
         server,
         args.streams,
         |i| target.subscribe_request(&target.channel(i, true), None),
@@ -205,7 +214,7 @@ async fn reconnect_storm(
     let started = Instant::now();
     let started_us = now_us();
     let streams = Streams::open(
-        &target.transport,
+        over,
         server,
         args.streams,
         |i| target.subscribe_request(&target.channel(i, true), Some(&position)),

@@ -16,6 +16,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use crate::marker::{now_us, Scanner};
+use crate::multiplexed;
 use crate::stats::{Deliveries, LatencyShards};
 use crate::transport::{Conn, Transport};
 
@@ -29,14 +30,12 @@ fn source_addr(index: usize) -> SocketAddr {
     SocketAddr::from((ip, 0))
 }
 
-/// Connects, sends `request`, and reads the response head. Returns the stream and any body
-/// bytes that arrived with the head.
-pub async fn connect(
+/// Connects from the source address of connection `index` (TLS on top when the transport is).
+pub(crate) async fn dial(
     transport: &Transport,
     server: SocketAddr,
     index: usize,
-    request: &str,
-) -> Result<(Conn, Vec<u8>), String> {
+) -> Result<Conn, String> {
     let socket = TcpSocket::new_v4().map_err(|e| format!("socket: {e}"))?;
     socket
         .bind(source_addr(index))
@@ -45,7 +44,18 @@ pub async fn connect(
         .connect(server)
         .await
         .map_err(|e| format!("connect: {e}"))?;
-    let mut stream = transport.wrap(tcp).await?;
+    transport.wrap(tcp).await
+}
+
+/// Connects, sends `request`, and reads the response head. Returns the stream and any body
+/// bytes that arrived with the head.
+pub async fn connect(
+    transport: &Transport,
+    server: SocketAddr,
+    index: usize,
+    request: &str,
+) -> Result<(Conn, Vec<u8>), String> {
+    let mut stream = dial(transport, server, index).await?;
     stream
         .write_all(request.as_bytes())
         .await
@@ -77,6 +87,16 @@ pub async fn connect(
     }
 }
 
+/// How streams reach the server.
+#[derive(Clone, Debug)]
+pub struct StreamTransport {
+    pub transport: Transport,
+    /// 0: HTTP/1.1, a connection per stream; N: N streams per HTTP/2 connection.
+    pub http2_streams: usize,
+    /// The server's `host[:port]` (HTTP/2's `:authority`).
+    pub host: String,
+}
+
 /// Counters shared by every stream of a run.
 #[derive(Default)]
 pub struct StreamCounters {
@@ -94,9 +114,10 @@ pub struct Streams {
 }
 
 impl Streams {
-    /// Opens `count` streams; stream `i` sends `request(i)`.
+    /// Opens `count` streams; stream `i` sends `request(i)`. Over HTTP/1.1 each stream has its
+    /// own connection; with `over.http2_streams > 0`, that many share each HTTP/2 connection.
     pub async fn open(
-        transport: &Transport,
+        over: &StreamTransport,
         server: SocketAddr,
         count: usize,
         request: impl Fn(usize) -> String,
@@ -109,7 +130,32 @@ impl Streams {
         let (errors_tx, mut errors_rx) = tokio::sync::mpsc::unbounded_channel();
         let (ready_tx, mut ready_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
         let started = Instant::now();
-        for index in 0..count {
+        let transport = &over.transport;
+        if over.http2_streams > 0 {
+            let per = over.http2_streams;
+            for (connection, first) in (0..count).step_by(per).enumerate() {
+                let requests: Vec<(usize, String)> = (first..(first + per).min(count))
+                    .map(|i| (i, request(i)))
+                    .collect();
+                let shared = multiplexed::Shared {
+                    counters: counters.clone(),
+                    deliveries: deliveries.clone(),
+                    latency: latency.clone(),
+                    errors: errors_tx.clone(),
+                    ready: ready_tx.clone(),
+                };
+                let transport = transport.clone();
+                let host = over.host.clone();
+                let gate = gate.clone();
+                tasks.spawn(async move {
+                    multiplexed::run_connection(
+                        &transport, server, &host, connection, requests, gate, shared,
+                    )
+                    .await;
+                });
+            }
+        }
+        for index in (0..count).filter(|_| over.http2_streams == 0) {
             let request = request(index);
             let transport = transport.clone();
             let gate = gate.clone();
@@ -172,32 +218,60 @@ async fn read_events(
     deliveries: &Deliveries,
     latency: &LatencyShards,
 ) {
-    let mut scanner = Scanner::default();
-    let mut seen_window = SeenWindow::default();
-    let mut on_bytes = |bytes: &[u8]| {
-        let now = now_us();
-        let mut seen = 0u64;
-        let mut duplicates = 0u64;
-        let mut shard = latency.shard(index);
-        scanner.feed(bytes, |marker| {
-            if !seen_window.insert(marker.seq) {
-                duplicates += 1;
-                return;
-            }
-            seen += 1;
-            deliveries.delivered_seq(marker.seq);
-            shard.record(now.saturating_sub(marker.sent_us));
-        });
-        if seen + duplicates > 0 {
-            deliveries.add(seen, duplicates, now);
-        }
-    };
-    on_bytes(&leftover);
+    let mut events = EventCounter::new(index, deliveries, latency);
+    events.feed(&leftover);
     let mut buf = vec![0u8; READ_BUFFER];
     loop {
         match stream.read(&mut buf).await {
             Ok(0) | Err(_) => return,
-            Ok(n) => on_bytes(&buf[..n]),
+            Ok(n) => events.feed(&buf[..n]),
+        }
+    }
+}
+
+/// One stream's view of the markers it receives: each counted once as a delivery (or a
+/// duplicate), with its latency.
+pub(crate) struct EventCounter<'a> {
+    index: usize,
+    scanner: Scanner,
+    seen: SeenWindow,
+    deliveries: &'a Deliveries,
+    latency: &'a LatencyShards,
+}
+
+impl<'a> EventCounter<'a> {
+    pub(crate) fn new(
+        index: usize,
+        deliveries: &'a Deliveries,
+        latency: &'a LatencyShards,
+    ) -> Self {
+        Self {
+            index,
+            scanner: Scanner::default(),
+            seen: SeenWindow::default(),
+            deliveries,
+            latency,
+        }
+    }
+
+    /// Takes the next bytes of the stream's body.
+    pub(crate) fn feed(&mut self, bytes: &[u8]) {
+        let now = now_us();
+        let mut fresh = 0u64;
+        let mut duplicates = 0u64;
+        let mut shard = self.latency.shard(self.index);
+        let (seen, deliveries) = (&mut self.seen, self.deliveries);
+        self.scanner.feed(bytes, |marker| {
+            if !seen.insert(marker.seq) {
+                duplicates += 1;
+                return;
+            }
+            fresh += 1;
+            deliveries.delivered_seq(marker.seq);
+            shard.record(now.saturating_sub(marker.sent_us));
+        });
+        if fresh + duplicates > 0 {
+            self.deliveries.add(fresh, duplicates, now);
         }
     }
 }

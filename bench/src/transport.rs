@@ -1,9 +1,10 @@
 //! The connection under every request the bench makes: plain TCP, or TLS over it when
 //! `--tls-ca` names the certificate (or CA) the server presents.
 //!
-//! Over TLS every stream and publisher does its own handshake, offering only `http/1.1`, as a
-//! browser's `EventSource` on an HTTP/1.1 origin would. The client's own memory is not what is
-//! measured, so nothing here is tuned for it.
+//! Over TLS every connection does its own handshake. Publishers and HTTP/1.1 streams offer only
+//! `http/1.1`, as a browser's `EventSource` on an HTTP/1.1 origin would; HTTP/2 streams
+//! (`--http2-streams`) offer only `h2`. The client's own memory is not what is measured, so
+//! nothing here is tuned for it.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -38,8 +39,8 @@ impl Transport {
     }
 
     /// TLS trusting the PEM certificates in `ca_file`, expecting `server_name` in the server's
-    /// certificate.
-    pub fn tls(ca_file: &Path, server_name: &str) -> Result<Self, String> {
+    /// certificate, offering `alpn` (`b"http/1.1"` or `b"h2"`).
+    pub fn tls(ca_file: &Path, server_name: &str, alpn: &[u8]) -> Result<Self, String> {
         let mut roots = rustls::RootCertStore::empty();
         let certs = CertificateDer::pem_file_iter(ca_file)
             .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
@@ -57,12 +58,16 @@ impl Transport {
             .map_err(|e| format!("TLS setup failed: {e}"))?
             .with_root_certificates(roots)
             .with_no_client_auth();
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        config.alpn_protocols = vec![alpn.to_vec()];
         let name = ServerName::try_from(server_name.to_owned())
             .map_err(|e| format!("bad --tls-server-name {server_name:?}: {e}"))?;
         Ok(Self {
             tls: Some((TlsConnector::from(Arc::new(config)), name)),
         })
+    }
+
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
     }
 
     /// Connects to `server` (from any local address).

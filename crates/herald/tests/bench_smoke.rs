@@ -110,3 +110,14 @@ fn the_scenarios_run_over_tls_and_nothing_is_lost() {
     let server = Server::start(&["--tls-cert", &cert, "--tls-key", &key]);
     run_every_scenario(&server, &["--tls-ca", &cert]);
 }
+
+#[test]
+fn the_scenarios_run_over_http2_and_nothing_is_lost() {
+    // 50 streams share each connection: over TLS (ALPN h2), and cleartext (prior knowledge).
+    // A hub that did not speak HTTP/2 there would fail the handshake, and the run with it.
+    let (cert, key, _) = common::tls::self_signed();
+    let tls = Server::start(&["--tls-cert", &cert, "--tls-key", &key]);
+    run_every_scenario(&tls, &["--tls-ca", &cert, "--http2-streams", "50"]);
+    let cleartext = Server::start(&[]);
+    run_every_scenario(&cleartext, &["--http2-streams", "50"]);
+}

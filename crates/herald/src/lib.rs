@@ -24,6 +24,7 @@ mod server;
 mod session_hook;
 mod settings;
 mod tls;
+mod tls_conn;
 mod tls_socket;
 mod webhooks;
 

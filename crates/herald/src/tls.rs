@@ -12,11 +12,13 @@ use std::sync::Arc;
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use tokio_rustls::TlsAcceptor;
 
-/// Builds the acceptor from PEM files: a certificate chain (leaf first) and its private key
+/// The server's TLS settings: what [`TlsConn::accept`](crate::tls_conn::TlsConn::accept) takes.
+pub type TlsConfig = Arc<rustls::ServerConfig>;
+
+/// Builds the TLS settings from PEM files: a certificate chain (leaf first) and its private key
 /// (PKCS#8, PKCS#1 or SEC1).
-pub fn acceptor(cert_path: &Path, key_path: &Path) -> Result<TlsAcceptor, String> {
+pub fn acceptor(cert_path: &Path, key_path: &Path) -> Result<TlsConfig, String> {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert_path)
         .and_then(|certs| certs.collect())
         .map_err(|e| {
@@ -45,5 +47,5 @@ pub fn acceptor(cert_path: &Path, key_path: &Path) -> Result<TlsAcceptor, String
         .with_single_cert(certs, key)
         .map_err(|e| format!("--tls-cert and --tls-key do not form a usable pair: {e}"))?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(TlsAcceptor::from(Arc::new(config)))
+    Ok(Arc::new(config))
 }

@@ -5,78 +5,44 @@
 //! then 16 KiB) and write buffer, its connection future (4.6 KiB) and the connection task, on
 //! top of rustls's own state. The stream needs none of hyper's part: after its request the
 //! client sends nothing, and every write is bytes the hub has already framed. So once the
-//! request head is read, a cleartext-style stream takes the rustls connection out of
-//! tokio-rustls and keeps only it and the TCP socket (`herald bench --scenario idle --tls`).
+//! request head is read, a cleartext-style stream keeps only the rustls connection
+//! ([`TlsCore`], on rustls's unbuffered API, which holds no buffer while idle) and the TCP
+//! socket (`herald bench --scenario idle --tls-ca`).
 //!
-//! Writes encrypt into rustls's outgoing buffer and send what the socket takes at once; what it
-//! does not take stays there as pending output (at most rustls's buffer limit, 64 KiB, per
-//! stream), and the writer drains it before its next write (`StreamSocket::poll_drain`), so the
+//! Writes encrypt into the connection's output and send what the socket takes at once; what it
+//! does not take stays there as pending output (at most 64 KiB per stream,
+//! [`MAX_PENDING_OUTPUT`]), and the writer drains it before its next write (`StreamSocket::poll_drain`), so the
 //! hub never overtakes bytes already on their way. Reads only look for the client's goodbye:
 //! a `close_notify` alert, end of file, or an error ends the stream; anything else the client
 //! sends after its request is read and dropped.
 
-use std::io::{self, IoSlice, Read, Write};
+use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
 use herald_core::StreamSocket;
 use parking_lot::Mutex;
-use rustls::ServerConnection;
 use tokio::io::AsyncWrite;
 use tokio::net::TcpStream;
+
+use crate::tls_conn::{TlsConn, TlsCore, MAX_PENDING_OUTPUT};
 
 /// A TLS connection after its handshake and request, as a socket for `herald_core`.
 pub struct TlsSocket {
     tcp: TcpStream,
     /// Locked by the writer and by a publisher writing directly, never across a wait.
-    tls: Mutex<ServerConnection>,
-    /// `close_notify` has been queued (shutting down may take more than one poll).
-    said_goodbye: bool,
+    tls: Mutex<TlsCore>,
 }
 
 impl TlsSocket {
-    pub fn new(stream: tokio_rustls::server::TlsStream<TcpStream>) -> Self {
-        let (tcp, tls) = stream.into_inner();
+    pub fn new(conn: TlsConn) -> Self {
+        let TlsConn { tcp, mut core } = conn;
+        // The request is read; whatever else the client sent before it is not wanted.
+        core.drop_plain();
         Self {
             tcp,
-            tls: Mutex::new(tls),
-            said_goodbye: false,
+            tls: Mutex::new(core),
         }
-    }
-
-    /// Sends pending records until none are left (`true`) or the socket is full (`false`).
-    fn flush(&self, tls: &mut ServerConnection) -> io::Result<bool> {
-        while tls.wants_write() {
-            match tls.write_tls(&mut Kernel(&self.tcp)) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(_) => {}
-                Err(error) if error.kind() == io::ErrorKind::WouldBlock => return Ok(false),
-                Err(error) => return Err(error),
-            }
-        }
-        Ok(true)
-    }
-}
-
-/// The TCP socket as blocking-style `Read`/`Write` for rustls, without blocking: a full or
-/// empty socket is `WouldBlock`.
-struct Kernel<'a>(&'a TcpStream);
-
-impl Write for Kernel<'_> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.try_write(buf)
-    }
-    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        self.0.try_write_vectored(bufs)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Read for Kernel<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.0.try_read(buf)
     }
 }
 
@@ -89,11 +55,22 @@ impl StreamSocket for TlsSocket {
     /// sends what the socket takes.
     fn try_write_vectored(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
         let mut tls = self.tls.lock();
-        if !self.flush(&mut tls)? {
+        if !tls.flush_to(&self.tcp)? {
             return Err(io::ErrorKind::WouldBlock.into());
         }
-        let taken = tls.writer().write_vectored(bufs)?;
-        self.flush(&mut tls)?;
+        let mut taken = 0;
+        for buf in bufs {
+            let mut rest: &[u8] = buf;
+            while !rest.is_empty() && taken < MAX_PENDING_OUTPUT {
+                let n = tls.encrypt(rest)?;
+                rest = &rest[n..];
+                taken += n;
+            }
+            if !rest.is_empty() {
+                break;
+            }
+        }
+        tls.flush_to(&self.tcp)?;
         Ok(taken)
     }
 
@@ -105,34 +82,27 @@ impl StreamSocket for TlsSocket {
     /// bytes read from the socket) or there was nothing (`WouldBlock`).
     fn try_read(&self, _buf: &mut [u8]) -> io::Result<usize> {
         let mut tls = self.tls.lock();
-        let read = tls.read_tls(&mut Kernel(&self.tcp))?;
+        let read = tls.read_from(&self.tcp)?;
         if read == 0 {
             return Ok(0);
         }
-        let state = tls
-            .process_new_packets()
-            .map_err(|error| io::Error::new(io::ErrorKind::InvalidData, error))?;
-        if state.peer_has_closed() {
+        tls.process()?;
+        tls.drop_plain();
+        // Answers to what came in (a key update) leave with the next write, or now.
+        tls.flush_to(&self.tcp)?;
+        if tls.peer_closed() {
             return Ok(0);
         }
-        let mut sink = [0u8; 256];
-        loop {
-            match tls.reader().read(&mut sink) {
-                Ok(0) => return Ok(0),
-                Ok(_) => {}
-                Err(error) if error.kind() == io::ErrorKind::WouldBlock => return Ok(read),
-                Err(error) => return Err(error),
-            }
-        }
+        Ok(read)
     }
 
     fn has_pending_output(&self) -> bool {
-        self.tls.lock().wants_write()
+        self.tls.lock().has_pending_output()
     }
 
     fn poll_drain(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         loop {
-            if self.flush(&mut self.tls.lock())? {
+            if self.tls.lock().flush_to(&self.tcp)? {
                 return Poll::Ready(Ok(()));
             }
             // Full: wait until the socket takes bytes again (`try_write` cleared its readiness).
@@ -162,10 +132,7 @@ impl AsyncWrite for TlsSocket {
 
     /// Says goodbye (`close_notify`), sends what is pending, then closes the write side.
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        if !self.said_goodbye {
-            self.said_goodbye = true;
-            self.tls.get_mut().send_close_notify();
-        }
+        self.tls.get_mut().queue_goodbye()?;
         ready!(self.poll_drain(cx))?;
         Pin::new(&mut self.tcp).poll_shutdown(cx)
     }

@@ -1,12 +1,13 @@
 //! HTTP/1.1 streams over TLS, which the hub writes itself rather than through hyper (the
 //! rustls connection and the socket are all an idle stream keeps): every event arrives, in
 //! order, whether queued or written directly by the publisher, and however large; a refused
-//! subscribe still gets its answer; a client that leaves ends its stream.
+//! subscribe still gets its answer; a client that leaves ends its stream; TLS 1.2 clients and
+//! a client's key update mid-stream are served like the rest.
 
 mod common;
 
 use bytes::Bytes;
-use common::tls::{self_signed, send_tls, tls_connect};
+use common::tls::{self_signed, send_tls, tls_connect, tls_connect_with};
 use common::*;
 use herald_proto::Item;
 use http_body_util::{BodyExt, Full};
@@ -223,4 +224,95 @@ async fn a_tls_client_that_stops_reading_is_cut_off_and_the_publisher_never_wait
         .await;
     hub.until_metric("herald_connections", 0.0).await;
     drop(tls);
+}
+
+/// Reads from `tls` until what arrived contains `needle`.
+async fn read_until<R: AsyncReadExt + Unpin>(tls: &mut R, seen: &mut Vec<u8>, needle: &str) {
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(seen).contains(needle) {
+        let n = tokio::time::timeout(WAIT, tls.read(&mut buf))
+            .await
+            .expect("bytes in time")
+            .expect("read");
+        assert!(n > 0, "the stream ended before {needle:?}");
+        seen.extend_from_slice(&buf[..n]);
+    }
+}
+
+#[tokio::test]
+async fn tls_1_2_clients_and_key_updates_mid_stream_keep_their_streams() {
+    let hub = TlsHub::start(&[]);
+    let dave = token("dave", &[]);
+    let request =
+        format!("GET /events HTTP/1.1\r\nhost: localhost\r\nauthorization: Bearer {dave}\r\n\r\n");
+
+    // A TLS 1.2 client streams, and publishes over TLS 1.2 too.
+    let mut old = tls_connect_with(
+        &hub.server.addr,
+        hub.root.clone(),
+        &[b"http/1.1"],
+        &[&rustls::version::TLS12],
+    )
+    .await;
+    assert_eq!(
+        old.get_ref().1.protocol_version(),
+        Some(rustls::ProtocolVersion::TLSv1_2)
+    );
+    old.write_all(request.as_bytes()).await.expect("request");
+    let mut seen = Vec::new();
+    read_until(&mut old, &mut seen, "HTTP/1.1 200").await;
+
+    // A TLS 1.3 client that renews its keys while its stream is open.
+    let mut new = tls_connect(&hub.server.addr, hub.root.clone(), &[b"http/1.1"]).await;
+    new.write_all(request.as_bytes()).await.expect("request");
+    let mut seen_new = Vec::new();
+    read_until(&mut new, &mut seen_new, "HTTP/1.1 200").await;
+    hub.until_metric("herald_connections", 2.0).await;
+
+    hub.publish(json!({"user": "dave", "event": "one", "data": 1}))
+        .await;
+    read_until(&mut old, &mut seen, "event: one").await;
+    read_until(&mut new, &mut seen_new, "event: one").await;
+
+    // KeyUpdate, asking the hub to renew its keys as well: the hub must read it, answer with
+    // its own, and encrypt what follows with the new keys, or the client fails to decrypt.
+    new.get_mut().1.refresh_traffic_keys().expect("key update");
+    new.flush().await.expect("send the key update");
+    for i in 0..3 {
+        hub.publish(json!({"user": "dave", "event": format!("after{i}"), "data": i}))
+            .await;
+    }
+    read_until(&mut new, &mut seen_new, "event: after2").await;
+    read_until(&mut old, &mut seen, "event: after2").await;
+    assert_eq!(hub.streams_open().await, 2.0);
+
+    // On a keep-alive connection the next request comes under the client's new keys: the hub
+    // reads it only if it took the key update.
+    let mut client = tls_connect(&hub.server.addr, hub.root.clone(), &[b"http/1.1"]).await;
+    let health = "GET /healthz HTTP/1.1\r\nhost: localhost\r\n\r\n";
+    let mut answers = Vec::new();
+    client.write_all(health.as_bytes()).await.expect("request");
+    read_until(&mut client, &mut answers, "HTTP/1.1 200").await;
+    client
+        .get_mut()
+        .1
+        .refresh_traffic_keys()
+        .expect("key update");
+    client.write_all(health.as_bytes()).await.expect("request");
+    while String::from_utf8_lossy(&answers)
+        .matches("HTTP/1.1 200")
+        .count()
+        < 2
+    {
+        let mut buf = [0u8; 1024];
+        let n = tokio::time::timeout(WAIT, client.read(&mut buf))
+            .await
+            .expect("an answer in time")
+            .expect("read");
+        assert!(
+            n > 0,
+            "the hub closed instead of answering under the new keys"
+        );
+        answers.extend_from_slice(&buf[..n]);
+    }
 }

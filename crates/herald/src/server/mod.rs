@@ -33,11 +33,12 @@ use hyper_util::server::conn::auto;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
-use tokio_rustls::TlsAcceptor;
 
 use crate::limits::{IpSlot, Limits, Refused};
 use crate::metrics::{ACCEPT_ERRORS, CONNECTIONS_RATE_LIMITED};
 use crate::plain_sse;
+use crate::tls::TlsConfig;
+use crate::tls_conn::TlsConn;
 use crate::tls_socket::TlsSocket;
 use head::{read_head, Head, Prefixed, MAX_HEAD_BYTES};
 use hyper_conn::HyperShared;
@@ -61,7 +62,7 @@ pub struct ServerSettings {
 /// What every connection task needs.
 struct Shared {
     hyper: HyperShared,
-    tls: Option<TlsAcceptor>,
+    tls: Option<TlsConfig>,
     settings: ServerSettings,
     /// Held (upgraded) by every connection that is serving requests; shutdown waits for them.
     alive: mpsc::WeakSender<()>,
@@ -71,6 +72,12 @@ struct Shared {
 /// overrun when thousands of clients reconnect at once (a node restarting), and the kernel then
 /// drops their connection attempts, which clients retry only after one second, then three.
 pub const LISTEN_BACKLOG: u32 = 4096;
+
+/// Bytes an HTTP/2 stream's frames may wait in the h2 send buffer for the client's flow-control
+/// window and the socket (hyper's default is 400 KiB). Beyond it the stream's body is not polled,
+/// so events wait in the stream's own queue, whose byte bound decides when a slow consumer is cut
+/// off, as over HTTP/1.1.
+pub const HTTP2_SEND_BUFFER: usize = 64 * 1024;
 
 /// Binds the listening socket (address reuse on, as servers need to restart at once).
 pub fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
@@ -88,7 +95,7 @@ pub async fn serve(
     listener: TcpListener,
     router: Router,
     herald: Herald,
-    tls: Option<TlsAcceptor>,
+    tls: Option<TlsConfig>,
     limits: Arc<Limits>,
     settings: ServerSettings,
     shutdown: impl Future<Output = ()>,
@@ -98,6 +105,7 @@ pub async fn serve(
     builder
         .http2()
         .max_concurrent_streams(settings.http2_max_streams)
+        .max_send_buf_size(HTTP2_SEND_BUFFER)
         .max_header_list_size(MAX_HEAD_BYTES as u32);
     let (closing, closing_seen) = watch::channel(false);
     let (alive, mut all_done) = mpsc::channel::<()>(1);
@@ -166,8 +174,11 @@ async fn connection(stream: TcpStream, peer: SocketAddr, slot: IpSlot, shared: A
     };
     let client = crate::app::ClientIp(peer.ip());
     if let Some(tls) = &shared.tls {
-        let handshake =
-            tokio::time::timeout_at(deadline.into(), Box::pin(tls.accept(stream))).await;
+        let handshake = tokio::time::timeout_at(
+            deadline.into(),
+            Box::pin(TlsConn::accept(tls.clone(), stream)),
+        )
+        .await;
         let mut stream = match handshake {
             Ok(Ok(stream)) => stream,
             Ok(Err(error)) => return tracing::debug!(%error, "TLS handshake failed"),
@@ -181,7 +192,7 @@ async fn connection(stream: TcpStream, peer: SocketAddr, slot: IpSlot, shared: A
             return;
         };
         // HTTP/2 multiplexes streams and requests on the connection: hyper's.
-        let http2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+        let http2 = stream.alpn_protocol() == Some(b"h2");
         let Some(request) = plain_sse::stream_request(&head).filter(|_| !http2) else {
             let io = Prefixed::new(head, stream);
             return Box::pin(hyper_conn::serve(io, peer.ip(), &shared.hyper, slot, None)).await;

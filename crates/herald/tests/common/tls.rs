@@ -29,11 +29,21 @@ pub async fn tls_connect(
     root: CertificateDer<'static>,
     alpn: &[&[u8]],
 ) -> tokio_rustls::client::TlsStream<TcpStream> {
+    tls_connect_with(addr, root, alpn, rustls::DEFAULT_VERSIONS).await
+}
+
+/// [`tls_connect`] offering only the TLS `versions` given.
+pub async fn tls_connect_with(
+    addr: &str,
+    root: CertificateDer<'static>,
+    alpn: &[&[u8]],
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> tokio_rustls::client::TlsStream<TcpStream> {
     let mut roots = rustls::RootCertStore::empty();
     roots.add(root).expect("root");
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
+        .with_protocol_versions(versions)
         .expect("versions")
         .with_root_certificates(roots)
         .with_no_client_auth();

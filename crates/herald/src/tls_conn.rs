@@ -8,10 +8,11 @@
 //! incoming and outgoing records live in plain `Vec`s that are freed whenever they are empty, so
 //! an idle stream holds only rustls's connection state.
 //!
-//! Bounds: incoming records are read 4 KiB at a time into a buffer of at most one record
-//! (rustls refuses a larger one, and handshake messages past 64 KiB); decrypted bytes wait
-//! until read, at most one read's worth; encrypted output waits until the socket takes it, at
-//! most [`MAX_PENDING_OUTPUT`] (writers wait for it to drain before they encrypt more).
+//! Bounds: incoming records are read 4 KiB at a time into a buffer of at most 80 KiB (a
+//! handshake message, which rustls caps at 64 KiB, or a partial record and one read); decrypted
+//! bytes wait until read, at most one read's worth; encrypted output waits until the socket
+//! takes it, at most [`MAX_PENDING_OUTPUT`] plus one 16 KiB record (writers wait for it to
+//! drain before they encrypt more).
 
 use std::io;
 use std::pin::Pin;
@@ -29,9 +30,9 @@ use tokio::net::TcpStream;
 pub const MAX_PENDING_OUTPUT: usize = 64 * 1024;
 /// Bytes read from the socket at a time.
 const READ_SIZE: usize = 4096;
-/// The largest TLS record on the wire (16 KiB of payload, its header and AEAD overhead), and
-/// the largest handshake message rustls accepts.
-const MAX_INCOMING: usize = 64 * 1024 + 5;
+/// Incoming bytes held at most: a handshake message rustls accepts (64 KiB) with the headers
+/// of the records it spans, or a partial record (at most 18 KiB) and one read after it.
+const MAX_INCOMING: usize = 80 * 1024;
 /// Plaintext encrypted per call, so one write cannot push the output far past its bound.
 const MAX_ENCRYPT: usize = 16 * 1024;
 

@@ -14,7 +14,8 @@
 //! takes it, at most [`MAX_PENDING_OUTPUT`] plus one 16 KiB record (writers wait for it to
 //! drain before they encrypt more).
 
-use std::io;
+use std::cell::RefCell;
+use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
@@ -35,6 +36,12 @@ const READ_SIZE: usize = 4096;
 const MAX_INCOMING: usize = 80 * 1024;
 /// Plaintext encrypted per call, so one write cannot push the output far past its bound.
 const MAX_ENCRYPT: usize = 16 * 1024;
+
+thread_local! {
+    /// This thread's buffers for [`TlsCore::write_vectored_to`]: a write's plaintext, and the
+    /// records encrypted from it.
+    static SCRATCH: RefCell<(Vec<u8>, Vec<u8>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+}
 
 /// What [`TlsCore::process`] got to.
 #[derive(Debug, PartialEq, Eq)]
@@ -193,6 +200,15 @@ impl TlsCore {
 
     /// Sends pending output until none is left (`true`) or the socket is full (`false`).
     pub fn flush_to(&mut self, tcp: &TcpStream) -> io::Result<bool> {
+        let all_sent = self.send_pending(tcp)?;
+        if all_sent {
+            self.outgoing = Vec::new();
+        }
+        Ok(all_sent)
+    }
+
+    /// [`flush_to`](Self::flush_to), keeping the (empty) buffer.
+    fn send_pending(&mut self, tcp: &TcpStream) -> io::Result<bool> {
         while self.sent < self.outgoing.len() {
             match tcp.try_write(&self.outgoing[self.sent..]) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
@@ -201,9 +217,51 @@ impl TlsCore {
                 Err(error) => return Err(error),
             }
         }
-        self.outgoing = Vec::new();
+        self.outgoing.clear();
         self.sent = 0;
         Ok(true)
+    }
+
+    /// A stream's write, with nothing pending: `bufs` (at most [`MAX_PENDING_OUTPUT`] bytes of
+    /// them) gathered and encrypted as full records, in this thread's scratch buffers, and sent
+    /// as far as the socket takes them; the rest stays pending. How many bytes it took.
+    ///
+    /// Gathered, because a chunked SSE write is three slices (size, frame, CRLF) and a record
+    /// per slice would triple the records and their AEAD work; in scratch buffers, so a write
+    /// the socket takes whole allocates nothing and leaves the connection holding no buffer.
+    pub fn write_vectored_to(
+        &mut self,
+        tcp: &TcpStream,
+        bufs: &[IoSlice<'_>],
+    ) -> io::Result<usize> {
+        SCRATCH.with(|scratch| {
+            let mut scratch = scratch.borrow_mut();
+            let (plain, records) = &mut *scratch;
+            plain.clear();
+            for buf in bufs {
+                let room = MAX_PENDING_OUTPUT - plain.len();
+                plain.extend_from_slice(&buf[..buf.len().min(room)]);
+            }
+            // The records go into the scratch buffer, appended to what is pending (nothing).
+            records.clear();
+            records.extend_from_slice(&self.outgoing[self.sent..]);
+            std::mem::swap(&mut self.outgoing, records);
+            self.sent = 0;
+            let mut taken = 0;
+            while taken < plain.len() {
+                taken += self.encrypt(&plain[taken..])?;
+            }
+            if self.send_pending(tcp)? {
+                // All sent: the buffer goes back to the thread for the next write.
+                std::mem::swap(&mut self.outgoing, records);
+                self.outgoing = Vec::new();
+            } else {
+                // The socket is full: the rest stays here (in the scratch buffer, now this
+                // connection's) until it drains, and the thread starts a new one.
+                *records = Vec::new();
+            }
+            Ok(taken)
+        })
     }
 
     pub fn has_pending_output(&self) -> bool {

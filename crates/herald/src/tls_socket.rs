@@ -9,11 +9,12 @@
 //! ([`TlsCore`], on rustls's unbuffered API, which holds no buffer while idle) and the TCP
 //! socket (`herald bench --scenario idle --tls-ca`).
 //!
-//! Writes encrypt into the connection's output and send what the socket takes at once; what it
-//! does not take stays there as pending output (at most 64 KiB per stream,
-//! [`MAX_PENDING_OUTPUT`]), and the writer drains it before its next write (`StreamSocket::poll_drain`), so the
-//! hub never overtakes bytes already on their way. Reads only look for the client's goodbye:
-//! a `close_notify` alert, end of file, or an error ends the stream; anything else the client
+//! Writes gather their slices, encrypt them as full records and send what the socket takes at
+//! once (`TlsCore::write_vectored_to`); what it does not take stays as pending output (at most
+//! [`MAX_PENDING_OUTPUT`](crate::tls_conn::MAX_PENDING_OUTPUT), 64 KiB, per stream), and the
+//! writer drains it before its next write (`StreamSocket::poll_drain`), so the hub never
+//! overtakes bytes already on their way. Reads only look for the client's goodbye: a
+//! `close_notify` alert, end of file, or an error ends the stream; anything else the client
 //! sends after its request is read and dropped.
 
 use std::io::{self, IoSlice};
@@ -25,7 +26,7 @@ use parking_lot::Mutex;
 use tokio::io::AsyncWrite;
 use tokio::net::TcpStream;
 
-use crate::tls_conn::{TlsConn, TlsCore, MAX_PENDING_OUTPUT};
+use crate::tls_conn::{TlsConn, TlsCore};
 
 /// A TLS connection after its handshake and request, as a socket for `herald_core`.
 pub struct TlsSocket {
@@ -58,20 +59,7 @@ impl StreamSocket for TlsSocket {
         if !tls.flush_to(&self.tcp)? {
             return Err(io::ErrorKind::WouldBlock.into());
         }
-        let mut taken = 0;
-        for buf in bufs {
-            let mut rest: &[u8] = buf;
-            while !rest.is_empty() && taken < MAX_PENDING_OUTPUT {
-                let n = tls.encrypt(rest)?;
-                rest = &rest[n..];
-                taken += n;
-            }
-            if !rest.is_empty() {
-                break;
-            }
-        }
-        tls.flush_to(&self.tcp)?;
-        Ok(taken)
+        tls.write_vectored_to(&self.tcp, bufs)
     }
 
     fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

@@ -21,7 +21,9 @@ use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
 use rustls::server::UnbufferedServerConnection;
-use rustls::unbuffered::{ConnectionState, EncodeError, EncryptError, InsufficientSizeError};
+use rustls::unbuffered::{
+    AppDataRecord, ConnectionState, EncodeError, EncryptError, InsufficientSizeError,
+};
 use rustls::ServerConfig;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
@@ -74,9 +76,71 @@ fn invalid(error: impl std::fmt::Display) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, error.to_string())
 }
 
-/// Grows `buf` so that `required` more bytes fit after its first `len`.
-fn make_room(buf: &mut Vec<u8>, len: usize, error: InsufficientSizeError) {
-    buf.resize(len + error.required_size, 0);
+/// How a rustls call that writes records into a slice failed.
+enum Unwritten {
+    /// The slice was too small: this many bytes are needed.
+    Room(usize),
+    Failed(io::Error),
+}
+
+impl From<EncodeError> for Unwritten {
+    fn from(error: EncodeError) -> Self {
+        match error {
+            EncodeError::InsufficientSize(InsufficientSizeError { required_size }) => {
+                Unwritten::Room(required_size)
+            }
+            other => Unwritten::Failed(invalid(other)),
+        }
+    }
+}
+
+impl From<EncryptError> for Unwritten {
+    fn from(error: EncryptError) -> Self {
+        match error {
+            EncryptError::InsufficientSize(InsufficientSizeError { required_size }) => {
+                Unwritten::Room(required_size)
+            }
+            other => Unwritten::Failed(invalid(other)),
+        }
+    }
+}
+
+/// Appends to `out` the records `write` puts into the room it is given (first `room` bytes,
+/// then as much as rustls asks for).
+fn append(
+    out: &mut Vec<u8>,
+    room: usize,
+    mut write: impl FnMut(&mut [u8]) -> Result<usize, Unwritten>,
+) -> io::Result<()> {
+    let len = out.len();
+    out.resize(len + room, 0);
+    loop {
+        match write(&mut out[len..]) {
+            Ok(written) => {
+                out.truncate(len + written);
+                return Ok(());
+            }
+            Err(Unwritten::Room(required)) => out.resize(len + required, 0),
+            Err(Unwritten::Failed(error)) => {
+                out.truncate(len);
+                return Err(error);
+            }
+        }
+    }
+}
+
+/// Keeps a decrypted record rustls handed out in `plain`; `false` when there was none left.
+fn keep(
+    plain: &mut Vec<u8>,
+    record: Option<Result<AppDataRecord<'_>, rustls::Error>>,
+) -> io::Result<bool> {
+    match record {
+        Some(record) => {
+            plain.extend_from_slice(record.map_err(invalid)?.payload);
+            Ok(true)
+        }
+        None => Ok(false),
+    }
 }
 
 impl TlsCore {
@@ -111,33 +175,14 @@ impl TlsCore {
             let mut progress = None;
             match state {
                 ConnectionState::ReadTraffic(mut traffic) => {
-                    while let Some(record) = traffic.next_record() {
-                        self.plain
-                            .extend_from_slice(record.map_err(invalid)?.payload);
-                    }
+                    while keep(&mut self.plain, traffic.next_record())? {}
                 }
+                // Not offered (no `max_early_data_size`), so never expected; taken as data.
                 ConnectionState::ReadEarlyData(mut early) => {
-                    // Not offered (no `max_early_data_size`), so never expected; taken as data.
-                    while let Some(record) = early.next_record() {
-                        self.plain
-                            .extend_from_slice(record.map_err(invalid)?.payload);
-                    }
+                    while keep(&mut self.plain, early.next_record())? {}
                 }
                 ConnectionState::EncodeTlsData(mut encode) => {
-                    let len = self.outgoing.len();
-                    self.outgoing.resize(len + READ_SIZE, 0);
-                    loop {
-                        match encode.encode(&mut self.outgoing[len..]) {
-                            Ok(written) => {
-                                self.outgoing.truncate(len + written);
-                                break;
-                            }
-                            Err(EncodeError::InsufficientSize(error)) => {
-                                make_room(&mut self.outgoing, len, error)
-                            }
-                            Err(error) => return Err(invalid(error)),
-                        }
-                    }
+                    append(&mut self.outgoing, READ_SIZE, |out| Ok(encode.encode(out)?))?
                 }
                 // The output is sent in order by whoever flushes next; rustls needs only to
                 // know it is taken care of.
@@ -276,44 +321,18 @@ impl TlsCore {
             let state = status.state.map_err(invalid)?;
             match state {
                 ConnectionState::WriteTraffic(mut traffic) => {
-                    let len = self.outgoing.len();
-                    self.outgoing.resize(len + data.len() + 64, 0);
-                    loop {
-                        match traffic.encrypt(data, &mut self.outgoing[len..]) {
-                            Ok(written) => {
-                                self.outgoing.truncate(len + written);
-                                return Ok(data.len());
-                            }
-                            Err(EncryptError::InsufficientSize(error)) => {
-                                make_room(&mut self.outgoing, len, error)
-                            }
-                            Err(error) => return Err(invalid(error)),
-                        }
-                    }
+                    append(&mut self.outgoing, data.len() + 64, |out| {
+                        Ok(traffic.encrypt(data, out)?)
+                    })?;
+                    return Ok(data.len());
                 }
+                // A post-handshake message (a session ticket, a key update) goes first.
                 ConnectionState::EncodeTlsData(mut encode) => {
-                    // A post-handshake message (a session ticket, a key update) goes first.
-                    let len = self.outgoing.len();
-                    self.outgoing.resize(len + READ_SIZE, 0);
-                    loop {
-                        match encode.encode(&mut self.outgoing[len..]) {
-                            Ok(written) => {
-                                self.outgoing.truncate(len + written);
-                                break;
-                            }
-                            Err(EncodeError::InsufficientSize(error)) => {
-                                make_room(&mut self.outgoing, len, error)
-                            }
-                            Err(error) => return Err(invalid(error)),
-                        }
-                    }
+                    append(&mut self.outgoing, READ_SIZE, |out| Ok(encode.encode(out)?))?
                 }
                 ConnectionState::TransmitTlsData(transmit) => transmit.done(),
                 ConnectionState::ReadTraffic(mut traffic) => {
-                    while let Some(record) = traffic.next_record() {
-                        self.plain
-                            .extend_from_slice(record.map_err(invalid)?.payload);
-                    }
+                    while keep(&mut self.plain, traffic.next_record())? {}
                 }
                 ConnectionState::Closed => return Err(io::ErrorKind::BrokenPipe.into()),
                 ConnectionState::PeerClosed => self.peer_closed = true,
@@ -329,20 +348,9 @@ impl TlsCore {
         }
         let status = self.conn.process_tls_records(&mut []);
         if let Ok(ConnectionState::WriteTraffic(mut traffic)) = status.state {
-            let len = self.outgoing.len();
-            self.outgoing.resize(len + 64, 0);
-            loop {
-                match traffic.queue_close_notify(&mut self.outgoing[len..]) {
-                    Ok(written) => {
-                        self.outgoing.truncate(len + written);
-                        break;
-                    }
-                    Err(EncryptError::InsufficientSize(error)) => {
-                        make_room(&mut self.outgoing, len, error)
-                    }
-                    Err(error) => return Err(invalid(error)),
-                }
-            }
+            append(&mut self.outgoing, 64, |out| {
+                Ok(traffic.queue_close_notify(out)?)
+            })?;
         }
         Ok(())
     }

@@ -309,8 +309,9 @@ impl TlsCore {
         })
     }
 
-    pub fn has_pending_output(&self) -> bool {
-        self.sent < self.outgoing.len()
+    /// Encrypted bytes not on the socket yet.
+    pub fn pending_output(&self) -> usize {
+        self.outgoing.len() - self.sent
     }
 
     /// Encrypts up to [`MAX_ENCRYPT`] bytes of `data` into the output; how many it took.
@@ -482,7 +483,7 @@ impl AsyncWrite for TlsConn {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        if this.core.outgoing.len() - this.core.sent >= MAX_PENDING_OUTPUT {
+        if this.core.pending_output() >= MAX_PENDING_OUTPUT {
             ready!(this.poll_flush_output(cx))?;
         }
         let taken = this.core.encrypt(buf)?;

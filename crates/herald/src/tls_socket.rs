@@ -84,8 +84,8 @@ impl StreamSocket for TlsSocket {
         Ok(read)
     }
 
-    fn has_pending_output(&self) -> bool {
-        self.tls.lock().has_pending_output()
+    fn pending_output(&self) -> usize {
+        self.tls.lock().pending_output()
     }
 
     fn poll_drain(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

@@ -43,8 +43,12 @@ pub trait StreamSocket: AsyncWrite + Unpin + Send + Sync + 'static {
 
     /// Bytes the socket accepted but has not handed to the kernel yet (a TLS socket keeps the
     /// records it could not send). A write is complete only once they are gone.
+    fn pending_output(&self) -> usize {
+        0
+    }
+
     fn has_pending_output(&self) -> bool {
-        false
+        self.pending_output() > 0
     }
 
     /// Sends the pending output; `Ready(Ok)` once there is none.
@@ -198,6 +202,8 @@ struct Blocked {
     written: usize,
     /// Started when the socket stops taking bytes; reset by progress.
     deadline: Option<Pin<Box<Sleep>>>,
+    /// The socket's pending output when the deadline started: draining it is progress too.
+    pending_at_deadline: usize,
 }
 
 impl Blocked {
@@ -206,6 +212,7 @@ impl Blocked {
             chunk,
             written: 0,
             deadline: None,
+            pending_at_deadline: 0,
         }
     }
 }
@@ -255,10 +262,15 @@ impl<S: StreamSocket> SocketWriter<S> {
                 if self.stream.poll_cut_off(cx).is_ready() {
                     return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
                 }
+                let pending = socket.pending_output();
+                if pending < blocked.pending_at_deadline {
+                    blocked.deadline = None;
+                }
                 let timeout = self.write_timeout;
-                let deadline = blocked
-                    .deadline
-                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+                let deadline = blocked.deadline.get_or_insert_with(|| {
+                    blocked.pending_at_deadline = pending;
+                    Box::pin(tokio::time::sleep(timeout))
+                });
                 if deadline.as_mut().poll(cx).is_ready() {
                     self.stream.close_write_timeout();
                     return Poll::Ready(Err(io::ErrorKind::TimedOut.into()));

@@ -6,6 +6,7 @@
 
 #![allow(dead_code)]
 
+pub mod mercure;
 pub mod stub;
 pub mod tls;
 

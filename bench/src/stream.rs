@@ -155,7 +155,9 @@ impl Streams {
                 });
             }
         }
-        for index in (0..count).filter(|_| over.http2_streams == 0) {
+        // Over HTTP/1.1, a connection of its own for each stream.
+        let own_connections = if over.http2_streams > 0 { 0 } else { count };
+        for index in 0..own_connections {
             let request = request(index);
             let transport = transport.clone();
             let gate = gate.clone();

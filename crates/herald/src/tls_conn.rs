@@ -287,23 +287,19 @@ impl TlsCore {
                 let room = MAX_PENDING_OUTPUT - plain.len();
                 plain.extend_from_slice(&buf[..buf.len().min(room)]);
             }
-            // The records go into the scratch buffer, appended to what is pending (nothing).
-            records.clear();
-            records.extend_from_slice(&self.outgoing[self.sent..]);
-            std::mem::swap(&mut self.outgoing, records);
+            // The records go into the thread's buffer (the caller flushed: nothing is pending).
+            debug_assert_eq!(self.pending_output(), 0);
+            self.outgoing = std::mem::take(records);
+            self.outgoing.clear();
             self.sent = 0;
             let mut taken = 0;
             while taken < plain.len() {
                 taken += self.encrypt(&plain[taken..])?;
             }
             if self.send_pending(tcp)? {
-                // All sent: the buffer goes back to the thread for the next write.
-                std::mem::swap(&mut self.outgoing, records);
-                self.outgoing = Vec::new();
-            } else {
-                // The socket is full: the rest stays here (in the scratch buffer, now this
-                // connection's) until it drains, and the thread starts a new one.
-                *records = Vec::new();
+                // All sent: the buffer goes back to the thread for the next write. Otherwise
+                // the rest stays with this connection until it drains.
+                *records = std::mem::take(&mut self.outgoing);
             }
             Ok(taken)
         })

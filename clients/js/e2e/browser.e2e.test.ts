@@ -3,12 +3,10 @@
  * runs the bundled test page against a real `herald serve` over real sockets.
  */
 import type { Server } from 'node:http';
-import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { buildPage } from './build-page.js';
-import { Hub, Proxy, freePort, startStatic, until } from './harness.js';
-
-const CHROMIUM = process.env['CHROMIUM_PATH'] ?? '/usr/bin/chromium';
+import { Hub, Proxy, freePort, launchChromium, startStatic, until } from './harness.js';
 
 let browser: Browser;
 let site: { url: string; server: Server; tokens: () => number };
@@ -20,10 +18,7 @@ beforeAll(async () => {
   site = await startStatic(dir);
   hub = new Hub(await freePort(), site.url);
   await hub.start();
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: ['--no-sandbox', '--disable-dev-shm-usage', '--disable-gpu'],
-  });
+  browser = await launchChromium();
 });
 
 afterEach(async () => {

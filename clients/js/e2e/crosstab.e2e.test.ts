@@ -10,12 +10,10 @@
  * the machine running the test happens to be.
  */
 import type { Server } from 'node:http';
-import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildPage } from './build-page.js';
-import { Hub, freePort, sleep, startStatic, until } from './harness.js';
-
-const CHROMIUM = process.env['CHROMIUM_PATH'] ?? '/usr/bin/chromium';
+import { Hub, freePort, launchChromium, sleep, startStatic, until } from './harness.js';
 
 let browser: Browser;
 let site: { url: string; server: Server; tokens: () => number };
@@ -26,10 +24,7 @@ beforeAll(async () => {
   site = await startStatic(dir);
   hub = new Hub(await freePort(), site.url);
   await hub.start();
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: ['--no-sandbox', '--disable-dev-shm-usage', '--disable-gpu'],
-  });
+  browser = await launchChromium();
 });
 
 afterAll(async () => {

@@ -7,11 +7,21 @@ import { join } from 'node:path';
 import { createServer, type Server } from 'node:http';
 import { createServer as createTcpServer, connect, type AddressInfo, type Socket } from 'node:net';
 import { fileURLToPath } from 'node:url';
+import { chromium, type Browser } from 'playwright-core';
 
 export const REPO = fileURLToPath(new URL('../../../', import.meta.url));
 export const HERALD = process.env['HERALD_BIN'] ?? `${REPO}target/release/herald`;
 export const SECRET = 'e2e-secret-not-for-production';
 export const PUBLISH_KEY = 'e2e-publish-key';
+export const CHROMIUM = process.env['CHROMIUM_PATH'] ?? '/usr/bin/chromium';
+
+/** Debian's Chromium, headless, driven by playwright-core (no browser download). */
+export function launchChromium(): Promise<Browser> {
+  return chromium.launch({
+    executablePath: CHROMIUM,
+    args: ['--no-sandbox', '--disable-dev-shm-usage', '--disable-gpu'],
+  });
+}
 
 export async function freePort(): Promise<number> {
   const server = createTcpServer();
@@ -21,9 +31,10 @@ export async function freePort(): Promise<number> {
   return port;
 }
 
-export function signJwt(claims: Record<string, unknown>): string {
+/** An HS256 token signed with SECRET; `header` adds to (or overrides) `{alg, typ: 'JWT'}`. */
+export function signJwt(claims: Record<string, unknown>, header: Record<string, unknown> = {}): string {
   const enc = (v: object): string => Buffer.from(JSON.stringify(v)).toString('base64url');
-  const head = `${enc({ alg: 'HS256', typ: 'JWT' })}.${enc(claims)}`;
+  const head = `${enc({ alg: 'HS256', typ: 'JWT', ...header })}.${enc(claims)}`;
   return `${head}.${createHmac('sha256', SECRET).update(head).digest('base64url')}`;
 }
 
@@ -31,14 +42,67 @@ export function subscriberToken(sub: string, ttlSeconds = 3600): string {
   return signJwt({ sub, exp: Math.floor(Date.now() / 1000) + ttlSeconds });
 }
 
+/** The Mercure endpoint of a `--mercure` hub. */
+export const MERCURE = '/.well-known/mercure';
+
+/** A Mercure 0.x token: `{"mercure": {"publish": [...], "subscribe": [...]}}`, no `exp`. */
+export function mercureLegacyToken(publish: string[], subscribe: string[]): string {
+  return signJwt({ mercure: { publish, subscribe } });
+}
+
+export interface MercureTopicGrant {
+  match: string;
+  matchType?: 'Exact' | 'URLPattern';
+}
+
+/** A Mercure 1.0 access token: header `typ: at+jwt`, one `mercure` authorization detail. */
+export function mercureAccessToken(actions: Array<'publish' | 'subscribe'>, topics: MercureTopicGrant[]): string {
+  return signJwt(
+    {
+      exp: Math.floor(Date.now() / 1000) + 3600,
+      authorization_details: [{ type: 'mercure', actions, topics }],
+    },
+    { typ: 'at+jwt' },
+  );
+}
+
+/** Form fields of a Mercure update, in order (`topic` may repeat). */
+export type MercureFields = Array<[name: string, value: string]>;
+
+/** What the hub answered a Mercure publish. */
+export interface MercureAnswer {
+  status: number;
+  contentType: string | null;
+  body: string;
+}
+
+/** POSTs a Mercure update (form body) from Node; the hub's answer, whatever its status. */
+export async function mercurePost(hubUrl: string, token: string, fields: MercureFields): Promise<MercureAnswer> {
+  const res = await fetch(`${hubUrl}${MERCURE}`, {
+    method: 'POST',
+    headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/x-www-form-urlencoded' },
+    body: new URLSearchParams(fields).toString(),
+  });
+  return { status: res.status, contentType: res.headers.get('content-type'), body: await res.text() };
+}
+
+/** POSTs a Mercure update from Node and returns the id the hub answered (200 text/plain). */
+export async function mercurePublish(hubUrl: string, token: string, fields: MercureFields): Promise<string> {
+  const answer = await mercurePost(hubUrl, token, fields);
+  if (answer.status !== 200) throw new Error(`Mercure publish ${answer.status}: ${answer.body}`);
+  if (!answer.contentType?.startsWith('text/plain')) throw new Error(`Mercure publish answered ${answer.contentType}`);
+  return answer.body;
+}
+
 export class Hub {
   private child: ChildProcess | undefined;
   readonly url: string;
   log = '';
 
+  /** `corsOrigin` undefined: no `--cors-origin` (pages on the hub's own origin need none). */
   constructor(
     readonly port: number,
-    private readonly corsOrigin: string,
+    private readonly corsOrigin: string | undefined,
     private readonly extraArgs: string[] = [],
   ) {
     this.url = `http://127.0.0.1:${port}`;
@@ -55,7 +119,7 @@ export class Hub {
         '--listen', `127.0.0.1:${this.port}`,
         '--jwt-secret', SECRET,
         '--publish-key', PUBLISH_KEY,
-        '--cors-origin', this.corsOrigin,
+        ...(this.corsOrigin === undefined ? [] : ['--cors-origin', this.corsOrigin]),
         ...defaults.filter(([flag]) => !this.extraArgs.includes(flag)).flat(),
         '--console',
         ...this.extraArgs,

@@ -87,8 +87,8 @@ def hub() -> Iterator[Hub]:
 
 
 class StreamRefusedError(Exception):
-    def __init__(self, status: int, body: str) -> None:
-        super().__init__(f"GET /events answered {status}: {body}")
+    def __init__(self, status: int, body: str, path: str = "/events") -> None:
+        super().__init__(f"GET {path} answered {status}: {body}")
         self.status = status
 
 
@@ -100,20 +100,31 @@ class Event:
 
 
 class Stream:
-    """A ``GET /events`` stream read by a thread over a plain socket; events are collected."""
+    """A ``GET /events`` stream read by a thread over a plain socket; events are collected.
 
-    def __init__(self, hub_url: str, token: str, topics: list[str]) -> None:
+    ``path`` and ``query`` open another stream endpoint (``/.well-known/mercure?topic=…``);
+    ``token`` None sends no ``Authorization`` header (an anonymous subscriber).
+    """
+
+    def __init__(
+        self,
+        hub_url: str,
+        token: str | None,
+        topics: list[str],
+        *,
+        path: str = "/events",
+        query: list[tuple[str, str]] | None = None,
+    ) -> None:
         parts = urlsplit(hub_url)
         self.events: list[Event] = []
         self._changed = threading.Condition()
         self._ended = False
         self._conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=30)
-        query = urlencode([("topic", t) for t in topics])
-        self._conn.request(
-            "GET",
-            f"/events?{query}",
-            headers={"Authorization": f"Bearer {token}", "Accept": "text/event-stream"},
-        )
+        encoded = urlencode(query if query is not None else [("topic", t) for t in topics])
+        headers = {"Accept": "text/event-stream"}
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
+        self._conn.request("GET", f"{path}?{encoded}", headers=headers)
         # getresponse() may hand the socket over to the response (and forget it here), so keep
         # it: close() shuts it down, which is what tells the hub the client left.
         self._sock = self._conn.sock
@@ -121,7 +132,7 @@ class Stream:
         if self._response.status != 200:
             body = self._response.read().decode()
             self._conn.close()
-            raise StreamRefusedError(self._response.status, body)
+            raise StreamRefusedError(self._response.status, body, path)
         self._opened = threading.Event()
         threading.Thread(target=self._read, daemon=True).start()
         # The hub's opening comment: from here on the stream is registered.

@@ -712,9 +712,8 @@ describe.skipIf(!redisMode)('Mercure in Chromium on two hub nodes over Redis', (
     }
   });
 
-  // Resuming by a Mercure id on Redis is not implemented yet: the hub answers `herald.missed`
-  // and goes live (docs/MERCURE.md). Run with HERALD_MERCURE_REDIS_RESUME=1 once it is.
-  it.skipIf(!process.env['HERALD_MERCURE_REDIS_RESUME'])(
+  // Node A looks the Mercure id up in the shared history, even before it has dispatched it.
+  it(
     "resume on node A with lastEventID=<publisher id> of node B's update: exactly the updates after it",
     async () => {
       const topic = `https://example.com/books/${rand()}`;

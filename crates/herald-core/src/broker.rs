@@ -85,4 +85,13 @@ pub trait Broker: Send + Sync + 'static {
     async fn catch_up_to(&self, _id: EventId) -> Result<(), BrokerError> {
         Ok(())
     }
+
+    /// The id of the newest event in the broker's history whose wire id (a labelled event's
+    /// publisher-chosen id, [`crate::labels`]) is `wire_id`, looked for within the history
+    /// bounds; `None` if there is none. The hub asks when its own window does not hold it: a
+    /// node that started late, or has not dispatched the event yet. The in-process broker
+    /// keeps no history beyond the hub's window.
+    async fn find_wire_id(&self, _wire_id: &str) -> Result<Option<EventId>, BrokerError> {
+        Ok(None)
+    }
 }

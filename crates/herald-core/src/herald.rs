@@ -69,6 +69,16 @@ impl Herald {
         &self.hub
     }
 
+    /// The event whose wire id (a labelled event's publisher-chosen id) is `wire_id`: the
+    /// newest in the hub's window, else in the broker's history, which holds what this node has
+    /// not dispatched yet or saw before it started.
+    pub async fn find_wire_id(&self, wire_id: &str) -> Result<Option<EventId>, BrokerError> {
+        match self.hub.find_wire_id(wire_id) {
+            Some(id) => Ok(Some(id)),
+            None => self.broker.find_wire_id(wire_id).await,
+        }
+    }
+
     pub fn is_ready(&self) -> bool {
         self.broker.is_ready() && !self.hub.is_shutting_down()
     }

@@ -260,6 +260,11 @@ impl Hub {
         }
     }
 
+    /// The hub id of the newest event in the history window whose wire id is `wire_id`.
+    pub fn find_wire_id(&self, wire_id: &str) -> Option<EventId> {
+        self.history.lock().find_wire_id(wire_id)
+    }
+
     /// Can a stream resume exactly after `text` (a hub id, or a wire id), from what the history
     /// window holds?
     pub fn holds_resume_point(&self, text: &str) -> bool {

@@ -12,6 +12,8 @@
 //!   `--history` events, `--history-bytes` bytes and `--history-ttl`, as on the embedded
 //!   broker and on every node alike, because the entries carry their sequence number and the
 //!   running cost total.
+//! * `find_wire_id` finds the event a Mercure id names, newest first, scanning at most
+//!   `--history` entries (500 per round trip); resumes are rate-limited (`--resume-rate`).
 //! * `catch_up_to` lets a client resume here with an id it just got from another node.
 //!
 //! Every command is bounded by the configured timeout: while Redis is unreachable, publishers
@@ -39,6 +41,9 @@ use crate::presence::Presence;
 use crate::reader::ReaderStatus;
 use crate::shared_connection::{Request, SharedConnection, Unreachable};
 use crate::stream_info::{is_no_such_key, xinfo, StreamInfo};
+
+/// Entries read per round trip when looking for a wire id (`find_wire_id`).
+const WIRE_ID_PAGE: u64 = 500;
 
 /// How far back resume may reach: the history bounds.
 #[derive(Debug, Clone, Copy)]
@@ -242,6 +247,45 @@ impl Broker for RedisBroker {
 
     fn is_ready(&self) -> bool {
         self.status.is_connected()
+    }
+
+    async fn find_wire_id(&self, wire_id: &str) -> Result<Option<EventId>, BrokerError> {
+        // Newest first, a page at a time, no further back than resume may reach.
+        let mut before = "+".to_owned();
+        let mut left = self.horizon.events;
+        while left > 0 {
+            let count = WIRE_ID_PAGE.min(left);
+            let mut cmd = redis::cmd("XREVRANGE");
+            cmd.arg(&self.keys.stream)
+                .arg(&before)
+                .arg("-")
+                .arg("COUNT")
+                .arg(count);
+            let reply: redis::RedisResult<StreamRangeReply> =
+                self.conn.call(Request::Cmd(&cmd), Duration::ZERO).await?;
+            let page = match reply {
+                Ok(page) => page,
+                Err(error) if is_no_such_key(&error) => return Ok(None),
+                Err(error) => return Err(unavailable(error)),
+            };
+            if let Some(found) = page
+                .ids
+                .iter()
+                .find(|raw| entry::has_wire_id(&raw.id, &raw.map, wire_id))
+            {
+                return found.id.parse().map(Some).map_err(|_| {
+                    BrokerError(format!("Redis returned a bad stream id {:?}", found.id))
+                });
+            }
+            match page.ids.last() {
+                Some(last) if page.ids.len() as u64 == count => {
+                    before = format!("({}", last.id);
+                    left -= count;
+                }
+                _ => return Ok(None),
+            }
+        }
+        Ok(None)
     }
 
     async fn catch_up_to(&self, id: EventId) -> Result<(), BrokerError> {

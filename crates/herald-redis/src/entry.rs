@@ -151,6 +151,19 @@ pub(crate) fn decode(
     })
 }
 
+/// Does the entry hold a labelled event whose wire id is `wire_id`? Entries without the id's
+/// text in them are not decoded, so scanning the history for one costs a substring search per
+/// entry.
+pub(crate) fn has_wire_id(id: &str, fields: &HashMap<String, redis::Value>, wire_id: &str) -> bool {
+    // `encode` writes the wire id as compact JSON, the same escaping as here.
+    let needle = format!("\"w\":{}", serde_json::Value::from(wire_id));
+    let holds_text = field(fields, FIELD)
+        .and_then(|bytes| std::str::from_utf8(bytes).ok())
+        .is_some_and(|json| json.contains(&needle));
+    holds_text
+        && decode(id, fields).is_ok_and(|entry| entry.event.wire_id.as_deref() == Some(wire_id))
+}
+
 /// A retained value as the append script stores it: `id\ncost\nentry`.
 pub(crate) fn decode_retained(value: &[u8]) -> Result<HubEvent, EntryError> {
     let text = std::str::from_utf8(value).map_err(|_| EntryError::MissingField)?;

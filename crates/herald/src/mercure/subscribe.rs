@@ -19,7 +19,7 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, Uri};
 use axum::response::Response;
 use axum::Extension;
-use herald_core::{Labels, StreamFilter, SubscribeError, SubscribeRequest};
+use herald_core::{EventId, Labels, StreamFilter, SubscribeError, SubscribeRequest};
 
 use super::claims;
 use super::selector::{any_matches, Selector};
@@ -141,13 +141,28 @@ pub async fn subscribe(
             ));
         }
     }
-    // Where the stream starts, for the response header: asked before registering, so every
-    // event after it still reaches the stream.
-    let starts_after = match &resume {
-        Some(id) if state.herald.hub().holds_resume_point(id) => Some(id.clone()),
-        Some(_) => Some(EARLIEST.to_owned()),
-        None if from_earliest => Some(EARLIEST.to_owned()),
-        None => None,
+    // Where the stream starts (for the response header), asked before registering so every
+    // event after it still reaches the stream. A Herald id is resumed from as it is; a Mercure
+    // id is looked up (the hub's window, else the broker's shared history: on Redis the update
+    // may come from another node, or from before this one started) and the stream resumes from
+    // the Herald id of that update.
+    let hub = state.herald.hub();
+    let (resume, starts_after) = match resume {
+        None => (None, from_earliest.then(|| EARLIEST.to_owned())),
+        Some(text) if text.parse::<EventId>().is_ok() || hub.find_wire_id(&text).is_some() => {
+            let starts = if hub.holds_resume_point(&text) {
+                text.clone()
+            } else {
+                EARLIEST.to_owned()
+            };
+            (Some(text), Some(starts))
+        }
+        Some(text) => match state.herald.find_wire_id(&text).await {
+            Ok(Some(id)) => (Some(id.to_string()), Some(text)),
+            // Unknown: the stream says `herald.missed` and goes on live.
+            Ok(None) => (Some(text), Some(EARLIEST.to_owned())),
+            Err(error) => return Err(MercureError::unavailable(error.to_string())),
+        },
     };
     let filter = MercureFilter {
         selected: std::mem::take(&mut query.selectors),

@@ -39,6 +39,8 @@ pub struct AppState {
     pub metrics: Option<PrometheusHandle>,
     /// Mercure mode (`--mercure`): `/.well-known/mercure` and `GET /`.
     pub mercure: bool,
+    /// Mercure's active subscriptions (`--mercure-subscriptions`): events and the API.
+    pub mercure_subscriptions: Option<Arc<crate::mercure::subscriptions::Subscriptions>>,
 }
 
 /// Every route the hub serves: method, path, handler. `docs/openapi.yaml` describes each (a test
@@ -73,6 +75,25 @@ const MERCURE_ROUTES: &[Route] = &[
         get(crate::mercure::subscribe::subscribe).post(crate::mercure::publish::publish)
     }),
     (Method::GET, "/", || get(crate::mercure::home)),
+    (Method::GET, crate::mercure::subscriptions::PATH, || {
+        get(crate::mercure::subscriptions::api)
+    }),
+    // Segments: 0.x `{topic}[/{subscriber}]`, 1.0 `{matchType}/{match}[/{subscriber}]`.
+    (
+        Method::GET,
+        "/.well-known/mercure/subscriptions/{selector}",
+        || get(crate::mercure::subscriptions::api),
+    ),
+    (
+        Method::GET,
+        "/.well-known/mercure/subscriptions/{selector}/{key}",
+        || get(crate::mercure::subscriptions::api),
+    ),
+    (
+        Method::GET,
+        "/.well-known/mercure/subscriptions/{selector}/{key}/{subscriber}",
+        || get(crate::mercure::subscriptions::api),
+    ),
 ];
 
 pub fn router(state: Arc<AppState>, cors_origins: &[String]) -> Router {

@@ -141,3 +141,36 @@ async fn resume_by_a_mercure_id_replays_exactly_what_followed_on_any_node() {
     let five = publish(&n1, &[("topic", BOOK), ("data", "five")]).await;
     assert_eq!(next_update(&mut unknown).await.last_event_id, five);
 }
+
+#[tokio::test]
+async fn subscription_events_reach_watchers_on_every_node() {
+    let redis = Redis::start().await;
+    let tracking = ["--mercure", "--allow-anonymous", "--mercure-subscriptions"];
+    let n1 = node(&redis, &tracking);
+    let n2 = node(&redis, &tracking);
+    let all = "/.well-known/mercure/subscriptions{/topic}{/subscriber}";
+    let token = legacy(&[], &[all]);
+    let mut watching = subscribe(
+        &n1,
+        &[("topic", all), ("authorization", token.as_str())],
+        Open::default(),
+    )
+    .await;
+    assert_eq!(watching.status, 200, "{}", watching.raw_text());
+    let own: serde_json::Value =
+        serde_json::from_str(&next_update(&mut watching).await.data).unwrap();
+    assert_eq!(own["topic"], all);
+
+    let elsewhere = anonymous(&n2, &[("topic", BOOK)]).await;
+    let started: serde_json::Value =
+        serde_json::from_str(&next_update(&mut watching).await.data).unwrap();
+    assert_eq!(
+        (started["topic"].as_str(), started["active"].as_bool()),
+        (Some(BOOK), Some(true))
+    );
+    drop(elsewhere);
+    let ended: serde_json::Value =
+        serde_json::from_str(&next_update(&mut watching).await.data).unwrap();
+    assert_eq!(ended["id"], started["id"]);
+    assert_eq!(ended["active"], false);
+}

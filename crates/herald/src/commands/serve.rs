@@ -13,6 +13,7 @@ use crate::auth::Auth;
 use crate::commands::token;
 use crate::jwks::Jwks;
 use crate::limits::Limits;
+use crate::mercure::subscriptions::Subscriptions;
 use crate::outbound::HttpClient;
 use crate::schema::EventSchemas;
 use crate::session_hook::SessionHook;
@@ -56,7 +57,9 @@ pub async fn run(mut config: Settings) -> Result<(), String> {
     .with_claim_rules(config.jwt_audience.clone(), config.jwt_issuer.clone());
 
     let mut hub = config.hub();
-    hub.on_stream_end = Some(log_stream_end());
+    let mercure_subscriptions =
+        (config.mercure && config.mercure_subscriptions).then(Subscriptions::new);
+    hub.on_stream_end = Some(on_stream_end(mercure_subscriptions.clone()));
     let herald = match config.redis() {
         Some(redis) => {
             herald_redis::metrics::describe();
@@ -68,6 +71,9 @@ pub async fn run(mut config: Settings) -> Result<(), String> {
         }
         None => Herald::in_memory(hub),
     };
+    if let Some(subscriptions) = &mercure_subscriptions {
+        subscriptions.attach(herald.clone());
+    }
     start_webhooks(&config, &herald)?;
     let limits = Arc::new(
         Limits::new(
@@ -88,6 +94,7 @@ pub async fn run(mut config: Settings) -> Result<(), String> {
         schemas: load_schemas(&config)?,
         metrics: Some(metrics),
         mercure: config.mercure,
+        mercure_subscriptions,
     });
     let router = app::router(state, &config.cors_origin);
 
@@ -160,9 +167,13 @@ fn session_hook(config: &Settings) -> Result<Option<SessionHook>, String> {
     SessionHook::new(url, config.auth_timeout.0, config.auth_max_concurrent).map(Some)
 }
 
-/// One log line per stream that ends, the counterpart of `routes::events`' "stream opened".
-fn log_stream_end() -> StreamEndHook {
-    StreamEndHook(Arc::new(|end: &StreamEnd<'_>| {
+/// One log line per stream that ends, the counterpart of `routes::events`' "stream opened";
+/// and the end of its Mercure subscriptions, when they are tracked.
+fn on_stream_end(subscriptions: Option<Arc<Subscriptions>>) -> StreamEndHook {
+    StreamEndHook(Arc::new(move |end: &StreamEnd<'_>| {
+        if let Some(subscriptions) = &subscriptions {
+            subscriptions.ended(end.id);
+        }
         tracing::info!(
             stream = end.id,
             user = %end.user.unwrap_or("-"),

@@ -34,12 +34,18 @@ pub struct Grants {
     pub subscribe: Vec<Selector>,
     /// Unix seconds when the token expires, if it says.
     pub expires_at: Option<u64>,
+    /// The token's `sub`: the subscriber's identifier in subscription events.
+    pub subject: Option<String>,
+    /// The 0.x `mercure.payload` claim, shown with the subscriber's subscriptions.
+    pub payload: Option<serde_json::Value>,
 }
 
 #[derive(Deserialize)]
 struct TokenClaims {
     #[serde(default)]
     exp: Option<u64>,
+    #[serde(default)]
+    sub: Option<String>,
     #[serde(default)]
     mercure: Option<LegacyClaim>,
     #[serde(default)]
@@ -52,6 +58,8 @@ struct LegacyClaim {
     publish: Option<Vec<String>>,
     #[serde(default)]
     subscribe: Option<Vec<String>>,
+    #[serde(default)]
+    payload: Option<serde_json::Value>,
 }
 
 #[derive(Deserialize)]
@@ -120,9 +128,11 @@ pub async fn grants(auth: &Auth, token: &str) -> Result<Grants, MercureError> {
         .map_err(|e| MercureError::invalid_token(e.message))?;
     let mut grants = Grants {
         expires_at: claims.exp,
+        subject: claims.sub.filter(|sub| !sub.is_empty()),
         ..Grants::default()
     };
     if let Some(legacy) = claims.mercure {
+        grants.payload = legacy.payload;
         for (list, into) in [
             (legacy.publish, &mut grants.publish),
             (legacy.subscribe, &mut grants.subscribe),

@@ -24,6 +24,7 @@ pub mod claims;
 pub mod publish;
 pub mod selector;
 pub mod subscribe;
+pub mod subscriptions;
 pub mod template;
 pub mod urlpattern;
 
@@ -80,6 +81,15 @@ impl MercureError {
         Self {
             status: StatusCode::FORBIDDEN,
             code: "insufficient_scope",
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::NOT_FOUND,
+            code: "",
             message: message.into(),
             retry_after: None,
         }

@@ -256,7 +256,7 @@ fn check_type(event: &str) -> Result<String, MercureError> {
 }
 
 /// A random (version 4) UUID as a URN.
-fn urn_uuid() -> String {
+pub(crate) fn urn_uuid() -> String {
     let bits: u128 = rand::random();
     let bits = (bits & !(0xf000u128 << 64)) | (0x4000u128 << 64);
     let bits = (bits & !(0xc000u128 << 48)) | (0x8000u128 << 48);

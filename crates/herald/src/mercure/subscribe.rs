@@ -23,6 +23,7 @@ use herald_core::{EventId, Labels, StreamFilter, SubscribeError, SubscribeReques
 
 use super::claims;
 use super::selector::{any_matches, Selector};
+use super::subscriptions::{Dialect, Source};
 use super::MercureError;
 use crate::app::{AppState, ClientIp};
 use crate::metrics::RESUMES_RATE_LIMITED;
@@ -50,6 +51,8 @@ impl StreamFilter for MercureFilter {
 #[derive(Default)]
 struct Query {
     selectors: Vec<Selector>,
+    /// The selectors as written, for subscription events.
+    sources: Vec<Source>,
     token: Option<String>,
     last_event_id: Option<String>,
 }
@@ -66,10 +69,12 @@ fn parse_query(uri: &Uri) -> Result<Query, MercureError> {
         ));
     }
     for (key, value) in form_urlencoded::parse(raw.as_bytes()) {
-        let selector = match &*key {
-            "topic" => Selector::topic(&value),
-            "match" | "matchExact" => Selector::exact(&value),
-            "match_urlpattern" | "matchURLPattern" => Selector::url_pattern(&value),
+        let (selector, dialect) = match &*key {
+            "topic" => (Selector::topic(&value), Dialect::Topic),
+            "match" | "matchExact" => (Selector::exact(&value), Dialect::Exact),
+            "match_urlpattern" | "matchURLPattern" => {
+                (Selector::url_pattern(&value), Dialect::UrlPattern)
+            }
             name if name.to_ascii_lowercase().starts_with("match") => {
                 return Err(MercureError::invalid_request(format!(
                     "unknown matcher parameter {name:?} (use topic, match or match_urlpattern)"
@@ -93,6 +98,10 @@ fn parse_query(uri: &Uri) -> Result<Query, MercureError> {
             )));
         }
         query.selectors.push(selector);
+        query.sources.push(Source {
+            dialect,
+            text: value.into_owned(),
+        });
     }
     Ok(query)
 }
@@ -183,6 +192,11 @@ pub async fn subscribe(
             error => MercureError::unavailable(error.to_string()),
         })?;
     tracing::info!(stream = stream.id(), "mercure stream opened");
+    if let Some(subscriptions) = &state.mercure_subscriptions {
+        subscriptions
+            .opened(stream.id(), grants.subject, query.sources, grants.payload)
+            .await;
+    }
     let mut response = stream_response(stream);
     let headers = response.headers_mut();
     headers.insert(

@@ -222,6 +222,12 @@ pub struct Settings {
     #[arg(long, action = ArgAction::Set, num_args = 0..=1, default_value = "false",
           default_missing_value = "true", value_parser = BoolishValueParser::new())]
     pub mercure: bool,
+    /// With --mercure: track active subscriptions, publishing a private update when a
+    /// subscription starts or ends and answering /.well-known/mercure/subscriptions (JSON-LD).
+    /// See docs/MERCURE.md.
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, default_value = "false",
+          default_missing_value = "true", value_parser = BoolishValueParser::new())]
+    pub mercure_subscriptions: bool,
     /// The settings given as flags or environment variables (see [`layers`]).
     #[arg(skip)]
     #[serde(skip)]

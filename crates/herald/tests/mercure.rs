@@ -82,6 +82,24 @@ async fn each_selector_kind_gets_exactly_its_updates() {
             &["author"],
         ),
         (
+            &[(
+                "match_urlpattern",
+                "https://example.com/(books|authors)/:id(\\d+)",
+            )],
+            both,
+        ),
+        (
+            &[(
+                "match_urlpattern",
+                "https://example.com/:kind(books)/:id(\\d+)",
+            )],
+            &["book 1"],
+        ),
+        (
+            &[("match_urlpattern", "https://example.com/authors/:id?")],
+            &["author"],
+        ),
+        (
             &[("topic", BOOK_2), ("match", "nothing"), ("topic", BOOK_1)],
             &["book 1"],
         ),

@@ -122,7 +122,7 @@ mod tests {
         assert!(Selector::topic("").is_err());
         assert!(Selector::topic("a\nb").is_err());
         assert!(Selector::topic("https://example.com/{id").is_err());
-        assert!(Selector::url_pattern("https://example.com/(\\d+)").is_err());
+        assert!(Selector::url_pattern("https://example.com/(\\d+").is_err());
         assert!(Selector::exact(&"x".repeat(MAX_SELECTOR_LEN + 1)).is_err());
     }
 }

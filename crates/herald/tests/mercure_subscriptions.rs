@@ -215,3 +215,51 @@ async fn without_the_flag_there_is_no_api_and_no_event() {
     // Nothing came before the marker: neither stream was announced.
     assert_eq!(next_update(&mut watching).await.last_event_id, marker);
 }
+
+#[tokio::test]
+async fn a_1_0_payload_comes_from_the_first_subscribe_detail_matching_the_selector() {
+    let hub = tracking_hub();
+    let mut watching = watcher(&hub).await;
+    next_update(&mut watching).await;
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+    header.typ = Some("at+jwt".into());
+    let details = json!([
+        {"type": "mercure", "actions": ["subscribe"],
+         "topics": [{"match": "https://example.com/books/:id", "matchType": "URLPattern"}],
+         "payload": {"shelf": "books"}},
+        {"type": "mercure", "actions": ["subscribe"], "topics": [{"match": "*"}],
+         "payload": {"shelf": "default"}},
+    ]);
+    let token = jsonwebtoken::encode(
+        &header,
+        &json!({"exp": common::now() + 60, "sub": "urn:user:bo", "authorization_details": details}),
+        &jsonwebtoken::EncodingKey::from_secret(common::SECRET.as_bytes()),
+    )
+    .unwrap();
+    let _bo = subscribe(
+        &hub,
+        &[
+            ("match", BOOK),
+            ("match", "https://example.com/films/1"),
+            ("authorization", token.as_str()),
+        ],
+        Open::default(),
+    )
+    .await;
+    let mut payloads = Vec::new();
+    for _ in 0..2 {
+        let document = json_of(&next_update(&mut watching).await);
+        payloads.push((document["match"].clone(), document["payload"].clone()));
+    }
+    payloads.sort_by_key(|(m, _)| m.to_string());
+    assert_eq!(
+        payloads,
+        [
+            (json!(BOOK), json!({"shelf": "books"})),
+            (
+                json!("https://example.com/films/1"),
+                json!({"shelf": "default"})
+            ),
+        ]
+    );
+}

@@ -20,7 +20,7 @@
 use axum::http::{header, HeaderMap};
 use serde::Deserialize;
 
-use super::selector::Selector;
+use super::selector::{any_matches, Selector};
 use super::MercureError;
 use crate::auth::Auth;
 
@@ -36,8 +36,29 @@ pub struct Grants {
     pub expires_at: Option<u64>,
     /// The token's `sub`: the subscriber's identifier in subscription events.
     pub subject: Option<String>,
-    /// The 0.x `mercure.payload` claim, shown with the subscriber's subscriptions.
-    pub payload: Option<serde_json::Value>,
+    /// What the token attaches to its subscriptions (shown in subscription events and the API).
+    pub payloads: Payloads,
+}
+
+/// A token's subscription payloads: 1.0's per `subscribe` detail, 0.x's one `mercure.payload`.
+#[derive(Debug, Clone, Default)]
+pub struct Payloads {
+    /// `(topics, payload)` of each `subscribe` detail carrying one, in token order.
+    details: Vec<(Vec<Selector>, serde_json::Value)>,
+    legacy: Option<serde_json::Value>,
+}
+
+impl Payloads {
+    /// The payload of the subscription made with the selector `matcher`: the first detail whose
+    /// topics match that selector's text as if it were a topic, else the 0.x claim's.
+    pub fn for_subscription(&self, matcher: &str) -> Option<serde_json::Value> {
+        let matcher = [matcher.to_owned()];
+        self.details
+            .iter()
+            .find(|(topics, _)| any_matches(topics, &matcher))
+            .map(|(_, payload)| payload.clone())
+            .or_else(|| self.legacy.clone())
+    }
 }
 
 #[derive(Deserialize)]
@@ -69,6 +90,8 @@ struct Detail {
     kind: String,
     actions: Vec<String>,
     topics: Vec<TopicMatcher>,
+    #[serde(default)]
+    payload: Option<serde_json::Value>,
 }
 
 #[derive(Deserialize)]
@@ -132,7 +155,7 @@ pub async fn grants(auth: &Auth, token: &str) -> Result<Grants, MercureError> {
         ..Grants::default()
     };
     if let Some(legacy) = claims.mercure {
-        grants.payload = legacy.payload;
+        grants.payloads.legacy = legacy.payload;
         for (list, into) in [
             (legacy.publish, &mut grants.publish),
             (legacy.subscribe, &mut grants.subscribe),
@@ -188,7 +211,15 @@ fn read_detail(value: serde_json::Value, grants: &mut Grants) -> Result<(), Merc
     for action in &detail.actions {
         match action.as_str() {
             "publish" => grants.publish.extend(selectors.iter().cloned()),
-            "subscribe" => grants.subscribe.extend(selectors.iter().cloned()),
+            "subscribe" => {
+                grants.subscribe.extend(selectors.iter().cloned());
+                if let Some(payload) = &detail.payload {
+                    grants
+                        .payloads
+                        .details
+                        .push((selectors.clone(), payload.clone()));
+                }
+            }
             other => return Err(bad(format!("unknown action {other:?}"))),
         }
     }

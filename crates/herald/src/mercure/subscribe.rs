@@ -194,7 +194,7 @@ pub async fn subscribe(
     tracing::info!(stream = stream.id(), "mercure stream opened");
     if let Some(subscriptions) = &state.mercure_subscriptions {
         subscriptions
-            .opened(stream.id(), grants.subject, query.sources, grants.payload)
+            .opened(stream.id(), grants.subject, query.sources, &grants.payloads)
             .await;
     }
     let mut response = stream_response(stream);

@@ -10,7 +10,9 @@
 //! labelled events: numbered, kept in history for resume, and sent through Redis to every node.
 //! Publishers cannot forge them: a publish to a topic in the hub's namespace is refused.
 //!
-//! The subscriber is the token's `sub`, else a `urn:uuid:` the hub draws for the stream.
+//! The subscriber is the token's `sub`, else a `urn:uuid:` the hub draws for the stream. A
+//! subscription's payload is the first 1.0 `subscribe` detail's whose topics match its selector
+//! (read as a topic), else the 0.x `mercure.payload` claim.
 //!
 //! The API (`GET /.well-known/mercure/subscriptions[/…]`, JSON-LD) answers from a table of the
 //! subscriptions of streams open on this node: one entry per selector, at most
@@ -30,7 +32,7 @@ use parking_lot::Mutex;
 use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde_json::{json, Value};
 
-use super::claims;
+use super::claims::{self, Payloads};
 use super::selector::any_matches;
 use super::MercureError;
 use crate::app::AppState;
@@ -154,16 +156,15 @@ impl Subscriptions {
         stream: u64,
         subject: Option<String>,
         sources: Vec<Source>,
-        payload: Option<Value>,
+        payloads: &Payloads,
     ) {
         let subscriber: Arc<str> = subject.unwrap_or_else(super::publish::urn_uuid).into();
-        let payload = payload.map(Arc::new);
         let subscriptions: Vec<Subscription> = sources
             .into_iter()
             .map(|source| Subscription {
+                payload: payloads.for_subscription(&source.text).map(Arc::new),
                 source,
                 subscriber: subscriber.clone(),
-                payload: payload.clone(),
             })
             .collect();
         // Listed first: if the stream ends while this publishes, the end hook finds it.

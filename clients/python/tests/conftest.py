@@ -79,6 +79,50 @@ def running_hub(*extra_args: str) -> Iterator[Hub]:
         process.wait()
 
 
+@contextlib.contextmanager
+def running_redis() -> Iterator[str]:
+    """A private ``redis-server`` on a free loopback port (skips if none is installed); its URL."""
+    if subprocess.run(["sh", "-c", "command -v redis-server"], capture_output=True).returncode:
+        pytest.skip("redis-server is not installed")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    process = subprocess.Popen(
+        [
+            "redis-server",
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as ping:
+                ping.sendall(b"PING\r\n")
+                if ping.recv(16).startswith(b"+PONG"):
+                    break
+        except OSError:
+            pass
+        if time.monotonic() > deadline or process.poll() is not None:
+            process.kill()
+            pytest.fail("redis-server did not start")
+        time.sleep(0.05)
+    try:
+        yield f"redis://127.0.0.1:{port}"
+    finally:
+        process.kill()
+        process.wait()
+
+
 @pytest.fixture(scope="session")
 def hub() -> Iterator[Hub]:
     """One hub shared by the session's tests."""

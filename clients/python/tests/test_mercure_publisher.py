@@ -1,4 +1,5 @@
-"""A Mercure publisher library from PyPI (``mercure-publisher``) against ``herald serve --mercure``.
+"""A Mercure publisher library from PyPI (``mercure-publisher``) against ``herald serve --mercure``,
+on one node and on two nodes sharing a private ``redis-server``.
 
 The library mints its own publisher JWT (``{"mercure": {"publish": [...]}, "exp": ...}``) from
 the hub's key and POSTs form bodies to ``/.well-known/mercure``; plain SSE streams of the
@@ -27,7 +28,7 @@ from mercure_publisher import (
 from herald_client import mint_token
 from herald_client._token import _b64url, _b64url_json
 
-from .conftest import SECRET, Hub, Stream, running_hub
+from .conftest import SECRET, Hub, Stream, running_hub, running_redis
 
 # PyJWT (under mercure-publisher) warns of HMAC keys under 32 bytes; these are test keys.
 pytestmark = pytest.mark.filterwarnings("ignore:The HMAC key is")
@@ -178,6 +179,57 @@ def test_the_hub_holds_the_library_token_to_its_publish_topics(
     with MercurePublisher(wrong_key) as publisher, pytest.raises(MercurePublishError) as refused:
         publisher.publish(f"https://example.com/books/{book}", "forged")
     assert refused.value.status_code == 401
+
+
+@pytest.fixture(scope="module")
+def two_nodes() -> Iterator[tuple[Hub, Hub]]:
+    """Two ``--mercure`` hubs sharing one private ``redis-server``."""
+    with running_redis() as redis_url:
+        args = ("--mercure", "--allow-anonymous", "--redis", redis_url)
+        with running_hub(*args) as first, running_hub(*args) as second:
+            yield first, second
+
+
+def test_on_two_nodes_the_library_publishes_to_one_and_subscribers_of_the_other_get_it(
+    two_nodes: tuple[Hub, Hub],
+) -> None:
+    streaming, publishing = two_nodes
+    topic = f"https://example.com/books/{unique('redis')}"
+    reader = _hs256({"mercure": {"subscribe": [topic]}})
+    anonymous = Stream(streaming.url, None, [], path=MERCURE, query=[("topic", topic)])
+    allowed = Stream(
+        streaming.url, None, [], path=MERCURE, query=[("topic", topic), ("authorization", reader)]
+    )
+    ids = [unique("urn:redis") for _ in range(3)]
+    try:
+        with MercurePublisher(config(publishing)) as publisher:
+            publisher.publish(topic, MULTILINE, id=ids[0], type="book.updated")
+            publisher.publish(topic, "secret", id=ids[1], private=True)
+            publisher.publish(topic, "last", id=ids[2])
+        assert updates_until(allowed, ids[2]) == [
+            ("book.updated", ids[0], MULTILINE),
+            ("message", ids[1], "secret"),
+            ("message", ids[2], "last"),
+        ]
+        assert updates_until(anonymous, ids[2]) == [
+            ("book.updated", ids[0], MULTILINE),
+            ("message", ids[2], "last"),
+        ]
+        # Resuming on the publishing node from an id it did not deliver itself.
+        resumed = Stream(
+            publishing.url,
+            None,
+            [],
+            path=MERCURE,
+            query=[("topic", topic), ("lastEventID", ids[0])],
+        )
+        try:
+            assert updates_until(resumed, ids[2]) == [("message", ids[2], "last")]
+        finally:
+            resumed.close()
+    finally:
+        anonymous.close()
+        allowed.close()
 
 
 def _hs256(claims: dict[str, object]) -> str:

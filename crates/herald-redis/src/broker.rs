@@ -14,6 +14,8 @@
 //!   running cost total.
 //! * `find_wire_id` finds the event a Mercure id names, newest first, scanning at most
 //!   `--history` entries (500 per round trip); resumes are rate-limited (`--resume-rate`).
+//! * with `--redis-min-replicas N`, `publish` answers only after `WAIT` confirms N replicas
+//!   hold the batch, so a failover to a replica loses no acknowledged event.
 //! * `catch_up_to` lets a client resume here with an id it just got from another node.
 //!
 //! Every command is bounded by the configured timeout: while Redis is unreachable, publishers
@@ -59,6 +61,8 @@ pub struct RedisBroker {
     pub(crate) appender: Appender,
     pub(crate) horizon: Horizon,
     pub(crate) command_timeout: Duration,
+    /// Replicas a publish must reach before it is acknowledged (`WAIT`).
+    pub(crate) min_replicas: u32,
     pub(crate) status: Arc<ReaderStatus>,
     pub(crate) presence: Arc<Presence>,
     /// The reader and ingress tasks; they end with the broker.
@@ -94,6 +98,33 @@ impl RedisBroker {
             Err(error) if is_no_such_key(&error) => Ok(StreamInfo::default()),
             Err(error) => Err(unavailable(error)),
         }
+    }
+
+    /// Waits until `min_replicas` replicas hold every write this node made so far, the
+    /// publish just appended included (`WAIT` covers the connection's earlier writes), within
+    /// three quarters of the command timeout. The events are in the stream either way: a publisher told 503
+    /// retries with the same `Idempotency-Key` and gets the same ids.
+    async fn wait_for_replicas(&self) -> Result<(), BrokerError> {
+        // WAIT answers by its own timeout, with how many replicas it heard from: within the
+        // connection's own response timeout (the command timeout), so that answer arrives.
+        let timeout_ms = (self.command_timeout.as_millis() as u64 * 3 / 4).max(1);
+        let mut wait = redis::cmd("WAIT");
+        wait.arg(self.min_replicas).arg(timeout_ms);
+        let reached: u64 = self
+            .conn
+            .call(Request::Cmd(&wait), Duration::ZERO)
+            .await?
+            .map_err(unavailable)?;
+        if reached < u64::from(self.min_replicas) {
+            metrics::counter!(m::REPLICA_WAITS_FAILED).increment(1);
+            return Err(BrokerError(format!(
+                "only {reached} of the {} Redis replicas required (--redis-min-replicas) \
+                 confirmed this publish within {timeout_ms} ms; it may still be delivered: \
+                 retry with the same Idempotency-Key",
+                self.min_replicas
+            )));
+        }
+        Ok(())
     }
 
     /// Is `after` within the history bounds, given the stream's totals now and the entry at
@@ -146,6 +177,9 @@ impl Broker for RedisBroker {
             Appended::Repeated(ids) => (ids, true),
             Appended::Duplicate => return Err(BrokerError("unexpected dedup answer".into())),
         };
+        if self.min_replicas > 0 {
+            self.wait_for_replicas().await?;
+        }
         let ids = ids
             .iter()
             .map(|id| {

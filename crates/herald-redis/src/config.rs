@@ -27,6 +27,8 @@ pub struct RedisConfig {
     pub connect_timeout: Duration,
     /// Bound on one command's answer (a blocking read gets its block time on top).
     pub command_timeout: Duration,
+    /// Replicas that must hold a publish before it is acknowledged (Redis `WAIT`); 0: none.
+    pub min_replicas: u32,
     /// First delay before reconnecting; doubles per failure up to `backoff_max`, with jitter.
     pub backoff_min: Duration,
     pub backoff_max: Duration,
@@ -63,6 +65,7 @@ impl RedisConfig {
             retained: herald_core::HubConfig::default().retained,
             connect_timeout: Duration::from_millis(DEFAULT_CONNECT_TIMEOUT_MS),
             command_timeout: Duration::from_millis(DEFAULT_COMMAND_TIMEOUT_MS),
+            min_replicas: 0,
             backoff_min: Duration::from_millis(100),
             backoff_max: Duration::from_millis(DEFAULT_BACKOFF_MAX_MS),
             ingress_dedup_window: Duration::from_secs(60),

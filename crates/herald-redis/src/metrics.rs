@@ -4,6 +4,7 @@ pub const INGRESS_MESSAGES: &str = "herald_redis_ingress_messages_total";
 pub const RECONNECTS: &str = "herald_redis_reconnects_total";
 pub const GAPS: &str = "herald_redis_gaps_total";
 pub const MALFORMED_ENTRIES: &str = "herald_redis_malformed_entries_total";
+pub const REPLICA_WAITS_FAILED: &str = "herald_redis_replica_waits_failed_total";
 
 /// Outcomes of one seed-format ingress message (label `outcome`).
 pub const INGRESS_PUBLISHED: &str = "published";
@@ -22,7 +23,7 @@ pub fn describe() {
     ] {
         metrics::counter!(INGRESS_MESSAGES, "outcome" => outcome).increment(0);
     }
-    for counter in [RECONNECTS, GAPS, MALFORMED_ENTRIES] {
+    for counter in [RECONNECTS, GAPS, MALFORMED_ENTRIES, REPLICA_WAITS_FAILED] {
         metrics::counter!(counter).increment(0);
     }
     describe_counter!(
@@ -44,5 +45,10 @@ pub fn describe() {
         MALFORMED_ENTRIES,
         Unit::Count,
         "Stream entries that were not Herald events (skipped)."
+    );
+    describe_counter!(
+        REPLICA_WAITS_FAILED,
+        Unit::Count,
+        "Publishes answered 503 because fewer replicas than --redis-min-replicas confirmed them in time."
     );
 }

@@ -337,3 +337,71 @@ async fn when_redis_comes_back_with_its_data_nothing_is_missed() {
         .collect();
     assert_eq!(ids, accepted[1..]);
 }
+
+/// `--redis-min-replicas 1`: a publish is acknowledged once a replica holds it, and refused
+/// (503) while no replica confirms; a retry with the same Idempotency-Key once the replica is
+/// back gets the same id, and each event is delivered exactly once, in order.
+#[tokio::test]
+async fn publishes_are_acknowledged_only_once_a_replica_holds_them() {
+    let master = Redis::start().await;
+    let mut replica = Redis::start_replica_of(&master).await;
+    eventually("the replica connects", || async {
+        master.replicas().await == 1
+    })
+    .await;
+    let hub = node(&master, &["--redis-min-replicas", "1"]);
+    let mut sse = open(&hub, &token("ada", &[]), "", None).await;
+    let one = publish_raw(
+        &hub.addr,
+        Some(KEY),
+        json!({"event": "n", "data": 1}).to_string(),
+    )
+    .await;
+    assert_eq!(one.status, 200, "{}", one.body);
+    let one_id = one.json()["id"].as_str().unwrap().to_owned();
+    // Acknowledged means the replica has it now.
+    let mut replica_conn = replica.conn().await;
+    let held: Vec<redis::Value> = redis::cmd("XRANGE")
+        .arg("{herald}:events")
+        .arg(&one_id)
+        .arg(&one_id)
+        .query_async(&mut replica_conn)
+        .await
+        .expect("XRANGE on the replica");
+    assert_eq!(held.len(), 1, "the replica holds the acknowledged event");
+
+    replica.stop();
+    eventually("the master sees the replica gone", || async {
+        master.replicas().await == 0
+    })
+    .await;
+    let two = json!({"event": "n", "data": 2});
+    let refused = publish_with_key(&hub.addr, KEY, "two", &two).await;
+    assert_eq!(refused.status, 503, "{}", refused.body);
+    assert!(
+        refused.body.contains("--redis-min-replicas"),
+        "{}",
+        refused.body
+    );
+
+    replica.restart().await;
+    eventually("the replica is back", || async {
+        master.replicas().await == 1
+    })
+    .await;
+    let retried = publish_with_key(&hub.addr, KEY, "two", &two).await;
+    assert_eq!(retried.status, 200, "{}", retried.body);
+    let three = publish_raw(
+        &hub.addr,
+        Some(KEY),
+        json!({"event": "last", "data": 3}).to_string(),
+    )
+    .await;
+    assert_eq!(three.status, 200, "{}", three.body);
+    let data: Vec<String> = events_until(&mut sse, "last")
+        .await
+        .into_iter()
+        .map(|(_, _, data)| data)
+        .collect();
+    assert_eq!(data, ["1", "2", "3"], "each event delivered once, in order");
+}

@@ -126,6 +126,10 @@ pub struct Settings {
     /// Bound on one Redis command, in milliseconds; publishes fail with 503 after it.
     #[arg(long, default_value_t = redis_defaults::DEFAULT_COMMAND_TIMEOUT_MS)]
     pub redis_command_timeout_ms: u64,
+    /// Acknowledge a publish only once Redis's WAIT confirms this many replicas hold it, so a
+    /// failover loses no acknowledged event; else 503 within the command timeout.
+    #[arg(long, default_value_t = 0)]
+    pub redis_min_replicas: u32,
     /// Longest delay between Redis reconnect attempts, in milliseconds (exponential backoff
     /// with jitter from 100 ms).
     #[arg(long, default_value_t = redis_defaults::DEFAULT_BACKOFF_MAX_MS)]
@@ -444,6 +448,7 @@ impl Settings {
         redis.ingress_channel = Some(self.redis_channel.clone()).filter(|c| !c.is_empty());
         redis.connect_timeout = ms(self.redis_connect_timeout_ms.max(1));
         redis.command_timeout = ms(self.redis_command_timeout_ms.max(1));
+        redis.min_replicas = self.redis_min_replicas;
         redis.backoff_max = ms(self.redis_backoff_max_ms);
         Some(redis)
     }

@@ -18,6 +18,8 @@ pub struct Redis {
     dir: std::path::PathBuf,
     /// Append-only file with fsync on every write: a restart keeps every acknowledged event.
     persistent: bool,
+    /// `--replicaof 127.0.0.1 <port>`: a replica of that server.
+    replica_of: Option<u16>,
 }
 
 impl Redis {
@@ -31,7 +33,32 @@ impl Redis {
         Self::start_with(true).await
     }
 
+    /// A replica of `master` (it may take a moment to be in sync: [`Redis::replicas`]).
+    pub async fn start_replica_of(master: &Redis) -> Redis {
+        Self::start_as(false, Some(master.port)).await
+    }
+
+    /// How many replicas the server says are connected and in sync.
+    pub async fn replicas(&self) -> usize {
+        let Some(mut conn) = connect(&self.url()).await else {
+            return 0;
+        };
+        let info: String = redis::cmd("INFO")
+            .arg("replication")
+            .query_async(&mut conn)
+            .await
+            .unwrap_or_default();
+        // `slaveN:ip=…,state=online,…`: connected and done with the initial sync.
+        info.lines()
+            .filter(|line| line.starts_with("slave") && line.contains("state=online"))
+            .count()
+    }
+
     async fn start_with(persistent: bool) -> Redis {
+        Self::start_as(persistent, None).await
+    }
+
+    async fn start_as(persistent: bool, replica_of: Option<u16>) -> Redis {
         // A port found free can be taken by a parallel test before redis-server binds it; then
         // our server exits and we try another port (we never talk to someone else's server).
         for _ in 0..5 {
@@ -47,6 +74,7 @@ impl Redis {
                 port,
                 dir,
                 persistent,
+                replica_of,
             };
             if redis.spawn().await {
                 return redis;
@@ -68,6 +96,18 @@ impl Redis {
             })
             .arg("--dir")
             .arg(&self.dir)
+            .args(
+                self.replica_of
+                    .map(|port| {
+                        [
+                            "--replicaof".to_owned(),
+                            "127.0.0.1".to_owned(),
+                            port.to_string(),
+                        ]
+                    })
+                    .into_iter()
+                    .flatten(),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())

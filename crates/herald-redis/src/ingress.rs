@@ -28,9 +28,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::endpoint::Endpoint;
 use futures_util::StreamExt;
 use herald_core::unix_us;
-use redis::Client;
 use sha2::{Digest, Sha256};
 
 use crate::append::{Appended, Appender};
@@ -85,7 +85,7 @@ impl Occurrences {
 }
 
 pub(crate) struct Ingress {
-    pub client: Client,
+    pub(crate) client: Endpoint,
     pub conn: Arc<SharedConnection>,
     pub keys: Keys,
     pub appender: Appender,
@@ -101,7 +101,7 @@ impl Ingress {
         let mut first = true;
         loop {
             let subscribed = tokio::time::timeout(self.config.connect_timeout, async {
-                let mut pubsub = self.client.get_async_pubsub().await?;
+                let mut pubsub = self.client.client().await?.get_async_pubsub().await?;
                 pubsub.subscribe(&self.channel).await?;
                 Ok::<_, redis::RedisError>(pubsub)
             })

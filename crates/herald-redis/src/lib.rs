@@ -22,6 +22,7 @@
 mod append;
 pub mod broker;
 pub mod config;
+mod endpoint;
 mod entry;
 pub mod ingress;
 pub mod keys;

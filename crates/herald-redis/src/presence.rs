@@ -15,10 +15,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
+use crate::endpoint::Endpoint;
 use futures_util::StreamExt;
 use herald_core::presence::{PresenceAnswer, PresenceQuery};
 use herald_core::{unix_ms, Hub};
-use redis::Client;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
@@ -129,7 +129,12 @@ impl Presence {
     }
 
     /// Says this node is alive, and answers other nodes' questions, until the hub is gone.
-    pub async fn run(self: Arc<Self>, client: Client, hub: Weak<Hub>, config: RedisConfig) {
+    pub(crate) async fn run(
+        self: Arc<Self>,
+        client: Endpoint,
+        hub: Weak<Hub>,
+        config: RedisConfig,
+    ) {
         let heartbeat = tokio::spawn(self.clone().beat(hub.clone()));
         let mut retries = config.retries();
         loop {
@@ -169,11 +174,12 @@ impl Presence {
 
     async fn listen(
         &self,
-        client: &Client,
+        client: &Endpoint,
         hub: &Weak<Hub>,
         config: &RedisConfig,
     ) -> Result<(), redis::RedisError> {
-        let mut pubsub = tokio::time::timeout(config.connect_timeout, client.get_async_pubsub())
+        let connect = async { client.client().await?.get_async_pubsub().await };
+        let mut pubsub = tokio::time::timeout(config.connect_timeout, connect)
             .await
             .map_err(|_| {
                 redis::RedisError::from((redis::ErrorKind::IoError, "connect timed out"))

@@ -21,7 +21,9 @@ use std::time::Duration;
 use herald_core::{EventId, Hub};
 use redis::aio::MultiplexedConnection;
 use redis::streams::StreamReadReply;
-use redis::{AsyncConnectionConfig, Client, Value};
+use redis::{AsyncConnectionConfig, Value};
+
+use crate::endpoint::Endpoint;
 use tokio::sync::watch;
 
 use crate::config::RedisConfig;
@@ -88,7 +90,7 @@ enum ReadError {
 }
 
 pub(crate) struct Reader {
-    pub client: Client,
+    pub(crate) client: Endpoint,
     pub keys: Keys,
     pub config: RedisConfig,
     pub hub: Weak<Hub>,
@@ -135,6 +137,8 @@ impl Reader {
             .set_connection_timeout(self.config.connect_timeout)
             .set_response_timeout(BLOCK + self.config.command_timeout);
         self.client
+            .client()
+            .await?
             .get_multiplexed_async_connection_with_config(&config)
             .await
     }
@@ -189,6 +193,22 @@ impl Reader {
             Err(error) => return Err(error.into()),
         };
         if !info.retains_everything_after(self.position) {
+            if let Some(read) = self.failed_over_behind(&info) {
+                // A failover to a replica that had not received the last entries this node
+                // read: its stream is a prefix of what was dispatched here (with
+                // --redis-min-replicas, every acknowledged event is in it). Nothing this node's
+                // streams lack was lost, so no gap: read on from the new primary's end.
+                tracing::warn!(
+                    position = %self.position,
+                    resume_at = %info.last_generated,
+                    unreplicated = read - info.entries_added,
+                    "the new Redis primary lacks the newest entries this node read (not replicated before a failover); reading on from its end"
+                );
+                self.position = info.last_generated;
+                self.seq = Some(info.entries_added);
+                self.status.dispatched.send_replace(self.position);
+                return Ok(None);
+            }
             let resume = info.resume_point();
             tracing::warn!(
                 position = %self.position,
@@ -206,6 +226,17 @@ impl Reader {
             return Ok(None);
         }
         Ok(entries)
+    }
+
+    /// After a failover: the number of the last entry this node read, when the new primary's
+    /// stream ends before `position` with an entry this node has read (its numbering goes no
+    /// further than ours); `None` if the stream is something else (lost, replaced).
+    fn failed_over_behind(&self, info: &StreamInfo) -> Option<u64> {
+        let read = self.seq?;
+        (self.position > info.last_generated
+            && info.entries_added > 0
+            && info.entries_added <= read)
+            .then_some(read)
     }
 
     async fn blocking_read(

@@ -15,13 +15,15 @@
 use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, Client, FromRedisValue, RedisError, RedisResult};
+use redis::{AsyncConnectionConfig, FromRedisValue, RedisError, RedisResult};
+
+use crate::endpoint::Endpoint;
 use tokio::sync::Mutex;
 
 use crate::config::RedisConfig;
 
 pub(crate) struct SharedConnection {
-    client: Client,
+    client: Endpoint,
     config: AsyncConnectionConfig,
     command_timeout: Duration,
     current: Mutex<Option<MultiplexedConnection>>,
@@ -41,7 +43,7 @@ pub(crate) enum Request<'a> {
 pub(crate) struct Unreachable(pub String);
 
 impl SharedConnection {
-    pub fn new(client: Client, config: &RedisConfig) -> Self {
+    pub(crate) fn new(client: Endpoint, config: &RedisConfig) -> Self {
         Self {
             client,
             config: AsyncConnectionConfig::new()
@@ -92,6 +94,8 @@ impl SharedConnection {
         }
         let conn = self
             .client
+            .client()
+            .await?
             .get_multiplexed_async_connection_with_config(&self.config)
             .await?;
         *current = Some(conn.clone());

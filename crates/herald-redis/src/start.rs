@@ -6,6 +6,8 @@ use herald_core::broker::HubEvent;
 use herald_core::{Herald, Hub, HubConfig};
 use redis::{Client, Value};
 
+use crate::endpoint::Endpoint;
+
 use crate::append::Appender;
 use crate::broker::{Horizon, RedisBroker};
 use crate::config::RedisConfig;
@@ -27,6 +29,17 @@ pub enum StartError {
 
 /// Where Redis is, for logs: host and port, never the credentials.
 pub fn describe_url(config: &RedisConfig) -> String {
+    if let Some(master) = &config.sentinel_master {
+        let sentinels: Vec<String> = config
+            .sentinels
+            .iter()
+            .map(|url| match Client::open(url.as_str()) {
+                Ok(client) => client.get_connection_info().addr.to_string(),
+                Err(_) => "<invalid URL>".into(),
+            })
+            .collect();
+        return format!("primary {master:?} via Sentinel {}", sentinels.join(", "));
+    }
     match Client::open(config.url.as_str()) {
         Ok(client) => client.get_connection_info().addr.to_string(),
         Err(_) => "<invalid URL>".into(),
@@ -44,7 +57,7 @@ pub async fn start(config: RedisConfig, hub_config: HubConfig) -> Result<Herald,
         // An error only means an embedder already installed one, which is as good.
         let _ = rustls::crypto::ring::default_provider().install_default();
     }
-    let client = Client::open(config.url.as_str()).map_err(StartError::Url)?;
+    let client = Endpoint::new(&config).map_err(StartError::Url)?;
     let prefix = &config.key_prefix;
     // The prefix becomes a hash tag `{prefix}`: braces would change which part Redis hashes.
     if prefix.is_empty()

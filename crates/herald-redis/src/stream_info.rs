@@ -27,6 +27,8 @@ pub(crate) struct StreamInfo {
     pub first_entry: Option<EventId>,
     /// Entries ever added minus entries still there: how many were trimmed.
     pub trimmed: u64,
+    /// Entries ever added (Herald numbers its entries 1, 2, 3…, so this is the newest's number).
+    pub entries_added: u64,
 }
 
 impl StreamInfo {
@@ -97,6 +99,7 @@ impl StreamInfo {
             last_generated,
             first_entry,
             trimmed: added.saturating_sub(length),
+            entries_added: added,
         })
     }
 }

@@ -114,6 +114,14 @@ pub struct Settings {
     /// Redis URL for multi-node mode: redis://[user:password@]host:port[/db], or rediss:// (TLS).
     #[arg(long, hide_env_values = true)]
     pub redis: Option<String>,
+    /// A Sentinel to ask where the Redis primary is (repeatable; with --redis-master, instead
+    /// of --redis). The primary uses the first sentinel URL's password, database and TLS.
+    #[arg(long, value_delimiter = ',', hide_env_values = true)]
+    #[serde(default)]
+    pub redis_sentinel: Vec<String>,
+    /// The primary's name in Sentinel (`sentinel monitor <name> …`).
+    #[arg(long)]
+    pub redis_master: Option<String>,
     /// Prefix of the Redis keys; nodes with the same prefix form one hub.
     #[arg(long, default_value = redis_defaults::DEFAULT_KEY_PREFIX)]
     pub redis_prefix: String,
@@ -270,6 +278,27 @@ impl Settings {
         }
         if self.max_body_bytes.0 == 0 {
             return Err(ConfigError::BodyLimit);
+        }
+        match (self.redis_sentinel.is_empty(), self.redis_master.is_some()) {
+            (false, false) => {
+                return Err(ConfigError::Invalid(
+                    "--redis-sentinel",
+                    "needs --redis-master, the name Sentinel monitors the primary by",
+                ))
+            }
+            (true, true) => {
+                return Err(ConfigError::Invalid(
+                    "--redis-master",
+                    "needs at least one --redis-sentinel to ask",
+                ))
+            }
+            (false, true) if self.redis.is_some() => {
+                return Err(ConfigError::Invalid(
+                    "--redis",
+                    "and --redis-sentinel are exclusive: give the sentinels, or the primary",
+                ))
+            }
+            _ => {}
         }
         self.webhooks()?;
         self.jwks_url()?;
@@ -438,7 +467,16 @@ impl Settings {
     /// The Redis broker's part, in multi-node mode (`--redis`).
     pub fn redis(&self) -> Option<RedisConfig> {
         let ms = std::time::Duration::from_millis;
-        let mut redis = RedisConfig::new(self.redis.clone()?);
+        let mut redis = match (&self.redis, &self.redis_master) {
+            (Some(url), _) => RedisConfig::new(url.clone()),
+            (None, Some(master)) => {
+                let mut redis = RedisConfig::new(self.redis_sentinel.first()?.clone());
+                redis.sentinels = self.redis_sentinel.clone();
+                redis.sentinel_master = Some(master.clone());
+                redis
+            }
+            (None, None) => return None,
+        };
         redis.history = self.history;
         redis.history_bytes = self.history_bytes.0;
         redis.history_ttl = self.history_ttl();

@@ -117,6 +117,38 @@ fn redis_settings_come_from_flags_and_file() {
 }
 
 #[test]
+fn sentinel_settings_need_a_primary_name_and_exclude_a_redis_url() {
+    let config = resolve(&[
+        "--redis-sentinel",
+        "redis://s1:26379,redis://s2:26379",
+        "--redis-master",
+        "main",
+        "--redis-min-replicas",
+        "1",
+    ])
+    .unwrap();
+    let redis = config.redis().expect("redis mode");
+    assert_eq!(redis.sentinels, ["redis://s1:26379", "redis://s2:26379"]);
+    assert_eq!(redis.sentinel_master.as_deref(), Some("main"));
+    assert_eq!(redis.min_replicas, 1);
+    for args in [
+        &["--redis-sentinel", "redis://s1"][..],
+        &["--redis-master", "main"][..],
+        &[
+            "--redis",
+            "redis://r",
+            "--redis-sentinel",
+            "redis://s1",
+            "--redis-master",
+            "m",
+        ][..],
+    ] {
+        let error = resolve(args).unwrap_err().to_string();
+        assert!(error.contains("--redis"), "{args:?}: {error}");
+    }
+}
+
+#[test]
 fn unknown_file_keys_and_unsupported_flags_are_errors() {
     let f = TempFile::new("listne = \"127.0.0.1:9000\"\n");
     let err = resolve(&["--config", f.arg()]);

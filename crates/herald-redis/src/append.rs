@@ -91,9 +91,11 @@ redis.call('HSET', meta, 'seq', string.format('%d', seq), 'bytes', string.format
   'retained_bytes', string.format('%d', rbytes))
 local floor = total - max_bytes
 if floor > 0 then
-  local from = '-'
-  for _ = 1, 16 do
-    local oldest = redis.call('XRANGE', stream, from, '+', 'COUNT', 64)
+  -- Usually one entry goes and the next stays: look at two first, not a page of events.
+  local from, count = '-', 2
+  for _ = 1, 17 do
+    local oldest = redis.call('XRANGE', stream, from, '+', 'COUNT', count)
+    count = 64
     local keep = nil
     for _, entry in ipairs(oldest) do
       local fields, c = entry[2], nil

@@ -22,11 +22,10 @@ use herald_core::{EventId, Hub};
 use redis::aio::MultiplexedConnection;
 use redis::streams::StreamReadReply;
 use redis::{AsyncConnectionConfig, Value};
-
-use crate::endpoint::Endpoint;
 use tokio::sync::watch;
 
 use crate::config::RedisConfig;
+use crate::endpoint::Endpoint;
 use crate::entry;
 use crate::keys::Keys;
 use crate::metrics as m;

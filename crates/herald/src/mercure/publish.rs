@@ -120,7 +120,8 @@ pub async fn publish(
     Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], id).into_response())
 }
 
-fn query_token(query: Option<&str>) -> Option<String> {
+/// The token in a query string (`authorization`, or 1.0's `access_token`).
+pub(super) fn query_token(query: Option<&str>) -> Option<String> {
     form_urlencoded::parse(query?.as_bytes())
         .find(|(k, _)| k == "authorization" || k == "access_token")
         .map(|(_, v)| v.into_owned())

@@ -247,11 +247,7 @@ pub async fn api(
         ));
     };
     let path = uri.path();
-    let query_token = uri.query().and_then(|q| {
-        form_urlencoded::parse(q.as_bytes())
-            .find(|(k, _)| k == "authorization" || k == "access_token")
-            .map(|(_, v)| v.into_owned())
-    });
+    let query_token = super::publish::query_token(uri.query());
     let Some(token) = claims::token(&headers, query_token.as_deref())? else {
         return Err(MercureError::token_required(
             "the subscriptions API needs a token whose subscribe claim selects this URL",

@@ -5,12 +5,15 @@ use std::time::Duration;
 /// Settings of the Redis broker. `RedisConfig::new(url)` gives the documented defaults.
 #[derive(Debug, Clone)]
 pub struct RedisConfig {
-    /// `redis://[user:password@]host:port[/db]` or `rediss://` for TLS (unused with sentinels).
+    /// `redis://[user:password@]host:port[/db]` or `rediss://` for TLS (unused with sentinels
+    /// or a cluster).
     pub url: String,
     /// Sentinels to ask where the primary named `sentinel_master` is (`--redis-sentinel`).
     pub sentinels: Vec<String>,
     /// The primary's name in Sentinel (`--redis-master`); `None`: `url` is the primary.
     pub sentinel_master: Option<String>,
+    /// Seed nodes of a Redis Cluster (`--redis-cluster`); when given, `url` is unused.
+    pub cluster: Vec<String>,
     /// Prefix (hash tag) of every key; nodes with the same prefix form one hub.
     pub key_prefix: String,
     /// Pub/Sub channel of seed-format ingress; `None` disables it.
@@ -62,6 +65,7 @@ impl RedisConfig {
             url: url.into(),
             sentinels: Vec::new(),
             sentinel_master: None,
+            cluster: Vec::new(),
             key_prefix: DEFAULT_KEY_PREFIX.into(),
             ingress_channel: Some(DEFAULT_INGRESS_CHANNEL.into()),
             history: herald_core::defaults::HISTORY,

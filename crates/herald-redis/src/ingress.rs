@@ -100,21 +100,18 @@ impl Ingress {
         let mut backoff = self.config.retries();
         let mut first = true;
         loop {
-            let subscribed = tokio::time::timeout(self.config.connect_timeout, async {
-                let mut pubsub = self.client.client().await?.get_async_pubsub().await?;
-                pubsub.subscribe(&self.channel).await?;
+            let subscribed = async {
+                let mut pubsub = self.client.pubsub(self.config.connect_timeout).await?;
+                tokio::time::timeout(self.config.command_timeout, pubsub.subscribe(&self.channel))
+                    .await
+                    .map_err(|_| (redis::ErrorKind::IoError, "SUBSCRIBE timed out"))??;
                 Ok::<_, redis::RedisError>(pubsub)
-            })
+            }
             .await;
             let mut pubsub = match subscribed {
-                Ok(Ok(pubsub)) => pubsub,
-                Ok(Err(error)) => {
+                Ok(pubsub) => pubsub,
+                Err(error) => {
                     tracing::debug!(%error, "cannot subscribe to the ingress channel yet");
-                    tokio::time::sleep(backoff.next_delay()).await;
-                    continue;
-                }
-                Err(_) => {
-                    tracing::debug!("subscribing to the ingress channel timed out");
                     tokio::time::sleep(backoff.next_delay()).await;
                     continue;
                 }

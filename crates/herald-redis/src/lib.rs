@@ -18,10 +18,14 @@
 //!   `herald.missed` event ([`reader`]).
 //! * **Seed ingress.** Services that `PUBLISH user:events '{"userId":..}'` keep working: every
 //!   node subscribes and appends each message, guarded so exactly one node does ([`ingress`]).
+//! * **Any shape of Redis.** One server, a primary found through Sentinel, or a Redis Cluster:
+//!   every key shares one hash tag, so on a cluster everything lives in one slot, and the
+//!   connection type hides which shape it is (`endpoint.rs`, `connection.rs`).
 
 mod append;
 pub mod broker;
 pub mod config;
+mod connection;
 mod endpoint;
 mod entry;
 pub mod ingress;

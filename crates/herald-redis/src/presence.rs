@@ -178,12 +178,7 @@ impl Presence {
         hub: &Weak<Hub>,
         config: &RedisConfig,
     ) -> Result<(), redis::RedisError> {
-        let connect = async { client.client().await?.get_async_pubsub().await };
-        let mut pubsub = tokio::time::timeout(config.connect_timeout, connect)
-            .await
-            .map_err(|_| {
-                redis::RedisError::from((redis::ErrorKind::IoError, "connect timed out"))
-            })??;
+        let mut pubsub = client.pubsub(config.connect_timeout).await?;
         let questions = self.keys.presence_questions();
         let replies = self.keys.presence_replies(&self.node);
         pubsub.subscribe(&questions).await?;

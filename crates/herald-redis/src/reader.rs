@@ -19,12 +19,12 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use herald_core::{EventId, Hub};
-use redis::aio::MultiplexedConnection;
 use redis::streams::StreamReadReply;
-use redis::{AsyncConnectionConfig, Value};
+use redis::Value;
 use tokio::sync::watch;
 
 use crate::config::RedisConfig;
+use crate::connection::Connection;
 use crate::endpoint::Endpoint;
 use crate::entry;
 use crate::keys::Keys;
@@ -131,21 +131,21 @@ impl Reader {
         }
     }
 
-    async fn connect(&self) -> Result<MultiplexedConnection, redis::RedisError> {
-        let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(self.config.connect_timeout)
-            .set_response_timeout(BLOCK + self.config.command_timeout);
+    /// The reader's own connection: a blocked `XREAD` would hold up commands pipelined
+    /// behind it on the shared one.
+    async fn connect(&self) -> Result<Connection, redis::RedisError> {
         self.client
-            .client()
-            .await?
-            .get_multiplexed_async_connection_with_config(&config)
+            .connect(
+                self.config.connect_timeout,
+                BLOCK + self.config.command_timeout,
+            )
             .await
     }
 
     /// Reads and dispatches until the connection fails (`Err`) or the hub is gone (`Ok`).
     async fn follow(
         &mut self,
-        conn: &mut MultiplexedConnection,
+        conn: &mut Connection,
         backoff: &mut herald_core::backoff::Retries,
     ) -> Result<(), ReadError> {
         let mut entries = self.checked_read(conn).await?;
@@ -168,7 +168,7 @@ impl Reader {
     /// anything after our position was trimmed or lost.
     async fn checked_read(
         &mut self,
-        conn: &mut MultiplexedConnection,
+        conn: &mut Connection,
     ) -> Result<Option<StreamReadReply>, ReadError> {
         let position = self.position.to_string();
         let result: Result<(Value, Option<StreamReadReply>), _> = redis::pipe()
@@ -240,7 +240,7 @@ impl Reader {
 
     async fn blocking_read(
         &mut self,
-        conn: &mut MultiplexedConnection,
+        conn: &mut Connection,
     ) -> Result<Option<StreamReadReply>, ReadError> {
         let reply: Option<StreamReadReply> = redis::cmd("XREAD")
             .arg("COUNT")

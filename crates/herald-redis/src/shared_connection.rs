@@ -14,19 +14,18 @@
 
 use std::time::Duration;
 
-use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, FromRedisValue, RedisError, RedisResult};
-
-use crate::endpoint::Endpoint;
+use redis::{FromRedisValue, RedisError, RedisResult};
 use tokio::sync::Mutex;
 
 use crate::config::RedisConfig;
+use crate::connection::Connection;
+use crate::endpoint::Endpoint;
 
 pub(crate) struct SharedConnection {
     client: Endpoint,
-    config: AsyncConnectionConfig,
+    connect_timeout: Duration,
     command_timeout: Duration,
-    current: Mutex<Option<MultiplexedConnection>>,
+    current: Mutex<Option<Connection>>,
 }
 
 /// What [`SharedConnection::call`] sends.
@@ -46,9 +45,7 @@ impl SharedConnection {
     pub(crate) fn new(client: Endpoint, config: &RedisConfig) -> Self {
         Self {
             client,
-            config: AsyncConnectionConfig::new()
-                .set_connection_timeout(config.connect_timeout)
-                .set_response_timeout(config.command_timeout),
+            connect_timeout: config.connect_timeout,
             command_timeout: config.command_timeout,
             current: Mutex::new(None),
         }
@@ -87,16 +84,14 @@ impl SharedConnection {
     }
 
     /// The current connection, or a new one if there is none.
-    async fn get(&self) -> Result<MultiplexedConnection, RedisError> {
+    async fn get(&self) -> Result<Connection, RedisError> {
         let mut current = self.current.lock().await;
         if let Some(conn) = current.as_ref() {
             return Ok(conn.clone());
         }
         let conn = self
             .client
-            .client()
-            .await?
-            .get_multiplexed_async_connection_with_config(&self.config)
+            .connect(self.connect_timeout, self.command_timeout)
             .await?;
         *current = Some(conn.clone());
         Ok(conn)

@@ -29,18 +29,24 @@ pub enum StartError {
 
 /// Where Redis is, for logs: host and port, never the credentials.
 pub fn describe_url(config: &RedisConfig) -> String {
-    if let Some(master) = &config.sentinel_master {
-        let sentinels: Vec<String> = config
-            .sentinels
-            .iter()
-            .map(|url| match Client::open(url.as_str()) {
-                Ok(client) => client.get_connection_info().addr.to_string(),
-                Err(_) => "<invalid URL>".into(),
-            })
-            .collect();
-        return format!("primary {master:?} via Sentinel {}", sentinels.join(", "));
+    let addresses = |urls: &[String]| {
+        let addresses: Vec<String> = urls.iter().map(|url| address(url)).collect();
+        addresses.join(", ")
+    };
+    if !config.cluster.is_empty() {
+        return format!("Redis Cluster via {}", addresses(&config.cluster));
     }
-    match Client::open(config.url.as_str()) {
+    if let Some(master) = &config.sentinel_master {
+        return format!(
+            "primary {master:?} via Sentinel {}",
+            addresses(&config.sentinels)
+        );
+    }
+    address(&config.url)
+}
+
+fn address(url: &str) -> String {
+    match Client::open(url) {
         Ok(client) => client.get_connection_info().addr.to_string(),
         Err(_) => "<invalid URL>".into(),
     }
@@ -52,7 +58,10 @@ pub fn describe_url(config: &RedisConfig) -> String {
 /// shared sequence stands before it has asked, and a process that keeps retrying is what an
 /// orchestrator starting Redis and Herald side by side needs. Must run inside a Tokio runtime.
 pub async fn start(config: RedisConfig, hub_config: HubConfig) -> Result<Herald, StartError> {
-    if config.url.starts_with("rediss://") {
+    let urls = std::iter::once(&config.url)
+        .chain(&config.sentinels)
+        .chain(&config.cluster);
+    if urls.into_iter().any(|url| url.starts_with("rediss://")) {
         // rustls needs one process-wide crypto provider; the redis crate does not pick one.
         // An error only means an embedder already installed one, which is as good.
         let _ = rustls::crypto::ring::default_provider().install_default();

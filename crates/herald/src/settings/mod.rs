@@ -122,6 +122,11 @@ pub struct Settings {
     /// The primary's name in Sentinel (`sentinel monitor <name> …`).
     #[arg(long)]
     pub redis_master: Option<String>,
+    /// A seed node of a Redis Cluster (repeatable; instead of --redis): the rest of the cluster
+    /// is learned from it, and MOVED and ASK redirections are followed.
+    #[arg(long, value_delimiter = ',', hide_env_values = true)]
+    #[serde(default)]
+    pub redis_cluster: Vec<String>,
     /// Prefix of the Redis keys; nodes with the same prefix form one hub.
     #[arg(long, default_value = redis_defaults::DEFAULT_KEY_PREFIX)]
     pub redis_prefix: String,
@@ -300,6 +305,12 @@ impl Settings {
             }
             _ => {}
         }
+        if !self.redis_cluster.is_empty() && (self.redis.is_some() || self.redis_master.is_some()) {
+            return Err(ConfigError::Invalid(
+                "--redis-cluster",
+                "excludes --redis and --redis-sentinel: give one way to reach Redis",
+            ));
+        }
         self.webhooks()?;
         self.jwks_url()?;
         self.auth_url()?;
@@ -475,7 +486,11 @@ impl Settings {
                 redis.sentinel_master = Some(master.clone());
                 redis
             }
-            (None, None) => return None,
+            (None, None) => {
+                let mut redis = RedisConfig::new(self.redis_cluster.first()?.clone());
+                redis.cluster = self.redis_cluster.clone();
+                redis
+            }
         };
         redis.history = self.history;
         redis.history_bytes = self.history_bytes.0;

@@ -149,6 +149,37 @@ fn sentinel_settings_need_a_primary_name_and_exclude_a_redis_url() {
 }
 
 #[test]
+fn cluster_seeds_are_repeatable_and_exclude_the_other_ways_to_reach_redis() {
+    let config = resolve(&[
+        "--redis-cluster",
+        "redis://c1:7000,redis://c2:7000",
+        "--redis-cluster",
+        "redis://c3:7000",
+    ])
+    .unwrap();
+    let redis = config.redis().expect("redis mode");
+    assert_eq!(
+        redis.cluster,
+        ["redis://c1:7000", "redis://c2:7000", "redis://c3:7000"]
+    );
+    assert!(redis.sentinel_master.is_none());
+    for args in [
+        &["--redis-cluster", "redis://c1", "--redis", "redis://r"][..],
+        &[
+            "--redis-cluster",
+            "redis://c1",
+            "--redis-sentinel",
+            "redis://s1",
+            "--redis-master",
+            "m",
+        ][..],
+    ] {
+        let error = resolve(args).unwrap_err().to_string();
+        assert!(error.contains("--redis-cluster"), "{args:?}: {error}");
+    }
+}
+
+#[test]
 fn unknown_file_keys_and_unsupported_flags_are_errors() {
     let f = TempFile::new("listne = \"127.0.0.1:9000\"\n");
     let err = resolve(&["--config", f.arg()]);

@@ -20,6 +20,8 @@ pub struct Redis {
     persistent: bool,
     /// `--replicaof 127.0.0.1 <port>`: a replica of that server.
     replica_of: Option<u16>,
+    /// `--cluster-enabled yes`, with its cluster bus on this port.
+    cluster_bus: Option<u16>,
 }
 
 impl Redis {
@@ -35,7 +37,7 @@ impl Redis {
 
     /// A replica of `master` (it may take a moment to be in sync: [`Redis::replicas`]).
     pub async fn start_replica_of(master: &Redis) -> Redis {
-        Self::start_as(false, Some(master.port)).await
+        Self::start_as(false, Some(master.port), false).await
     }
 
     /// How many replicas the server says are connected and in sync.
@@ -55,17 +57,14 @@ impl Redis {
     }
 
     async fn start_with(persistent: bool) -> Redis {
-        Self::start_as(persistent, None).await
+        Self::start_as(persistent, None, false).await
     }
 
-    async fn start_as(persistent: bool, replica_of: Option<u16>) -> Redis {
+    async fn start_as(persistent: bool, replica_of: Option<u16>, cluster: bool) -> Redis {
         // A port found free can be taken by a parallel test before redis-server binds it; then
         // our server exits and we try another port (we never talk to someone else's server).
         for _ in 0..5 {
-            let port = std::net::TcpListener::bind("127.0.0.1:0")
-                .and_then(|l| l.local_addr())
-                .expect("free port")
-                .port();
+            let port = free_port();
             let dir = std::env::temp_dir()
                 .join(format!("herald-redis-test-{port}-{}", std::process::id()));
             std::fs::create_dir_all(&dir).expect("redis dir");
@@ -75,6 +74,7 @@ impl Redis {
                 dir,
                 persistent,
                 replica_of,
+                cluster_bus: cluster.then(free_port),
             };
             if redis.spawn().await {
                 return redis;
@@ -96,6 +96,21 @@ impl Redis {
             })
             .arg("--dir")
             .arg(&self.dir)
+            .args(
+                self.cluster_bus
+                    .map(|bus| {
+                        [
+                            "--cluster-enabled".to_owned(),
+                            "yes".to_owned(),
+                            "--cluster-port".to_owned(),
+                            bus.to_string(),
+                            "--cluster-node-timeout".to_owned(),
+                            "2000".to_owned(),
+                        ]
+                    })
+                    .into_iter()
+                    .flatten(),
+            )
             .args(
                 self.replica_of
                     .map(|port| {
@@ -168,6 +183,176 @@ impl Drop for Redis {
     fn drop(&mut self) {
         self.stop();
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
+/// A Redis Cluster of masters without replicas, made as users make one: `redis-server` with
+/// `--cluster-enabled yes` per node, then `redis-cli --cluster create`.
+pub struct RedisCluster {
+    pub nodes: Vec<Redis>,
+}
+
+impl RedisCluster {
+    pub async fn start(masters: usize) -> RedisCluster {
+        let mut nodes = Vec::new();
+        for _ in 0..masters {
+            nodes.push(Redis::start_as(false, None, true).await);
+        }
+        let addresses: Vec<String> = nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port))
+            .collect();
+        let created = Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(&addresses)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .stdin(Stdio::null())
+            .output()
+            .expect("redis-cli must be installed (scripts/test-all.sh installs it)");
+        assert!(
+            created.status.success(),
+            "redis-cli --cluster create: {}",
+            String::from_utf8_lossy(&created.stdout)
+        );
+        let cluster = RedisCluster { nodes };
+        eventually("every node sees the whole cluster", || async {
+            for node in &cluster.nodes {
+                let info: String = redis::cmd("CLUSTER")
+                    .arg("INFO")
+                    .query_async(&mut node.conn().await)
+                    .await
+                    .unwrap_or_default();
+                if !info.contains("cluster_state:ok")
+                    || !info.contains(&format!("cluster_known_nodes:{masters}\r\n"))
+                {
+                    return false;
+                }
+            }
+            true
+        })
+        .await;
+        cluster
+    }
+
+    /// The slot of `key` (`CLUSTER KEYSLOT`).
+    pub async fn slot_of(&self, key: &str) -> u16 {
+        redis::cmd("CLUSTER")
+            .arg("KEYSLOT")
+            .arg(key)
+            .query_async(&mut self.nodes[0].conn().await)
+            .await
+            .expect("CLUSTER KEYSLOT")
+    }
+
+    /// Which node serves `slot`, as node 0 sees it.
+    pub async fn owner_of(&self, slot: u16) -> usize {
+        let mut conn = self.nodes[0].conn().await;
+        let ranges: Vec<(u16, u16, (String, u16))> = redis::cmd("CLUSTER")
+            .arg("SLOTS")
+            .query_async::<Vec<redis::Value>>(&mut conn)
+            .await
+            .expect("CLUSTER SLOTS")
+            .into_iter()
+            .map(|range| {
+                let redis::Value::Array(parts) = range else {
+                    panic!("CLUSTER SLOTS range: {range:?}")
+                };
+                let (start, end): (u16, u16) = (
+                    redis::from_redis_value(&parts[0]).expect("start"),
+                    redis::from_redis_value(&parts[1]).expect("end"),
+                );
+                let redis::Value::Array(master) = &parts[2] else {
+                    panic!("CLUSTER SLOTS master: {:?}", parts[2])
+                };
+                let host: String = redis::from_redis_value(&master[0]).expect("host");
+                let port: u16 = redis::from_redis_value(&master[1]).expect("port");
+                (start, end, (host, port))
+            })
+            .collect();
+        let (_, _, (_, port)) = ranges
+            .iter()
+            .find(|(start, end, _)| (*start..=*end).contains(&slot))
+            .expect("the slot is served");
+        self.nodes
+            .iter()
+            .position(|n| n.port == *port)
+            .expect("a node of ours")
+    }
+
+    async fn id_of(&self, node: usize) -> String {
+        redis::cmd("CLUSTER")
+            .arg("MYID")
+            .query_async(&mut self.nodes[node].conn().await)
+            .await
+            .expect("CLUSTER MYID")
+    }
+
+    /// Moves `slot` from node `from` to node `to` the way `redis-cli --cluster reshard` does:
+    /// mark it importing and migrating, `MIGRATE` its keys ten at a time (redis-cli's default
+    /// `--cluster-pipeline`), then give it to `to` everywhere. While it moves, clients meet
+    /// `ASK` for keys already moved and `TRYAGAIN` for commands whose keys are split across
+    /// the two nodes; `MOVED` after.
+    pub async fn migrate_slot(&self, slot: u16, from: usize, to: usize) {
+        let (from_id, to_id) = (self.id_of(from).await, self.id_of(to).await);
+        let mut source = self.nodes[from].conn().await;
+        let mut target = self.nodes[to].conn().await;
+        let setslot = |state: &str, id: &str| {
+            let mut cmd = redis::cmd("CLUSTER");
+            cmd.arg("SETSLOT").arg(slot).arg(state).arg(id);
+            cmd
+        };
+        let _: () = setslot("IMPORTING", &from_id)
+            .query_async(&mut target)
+            .await
+            .expect("SETSLOT IMPORTING");
+        let _: () = setslot("MIGRATING", &to_id)
+            .query_async(&mut source)
+            .await
+            .expect("SETSLOT MIGRATING");
+        loop {
+            let keys: Vec<String> = redis::cmd("CLUSTER")
+                .arg("GETKEYSINSLOT")
+                .arg(slot)
+                .arg(10)
+                .query_async(&mut source)
+                .await
+                .expect("GETKEYSINSLOT");
+            if keys.is_empty() {
+                break;
+            }
+            let _: () = redis::cmd("MIGRATE")
+                .arg("127.0.0.1")
+                .arg(self.nodes[to].port)
+                .arg("")
+                .arg(0)
+                .arg(5000)
+                .arg("KEYS")
+                .arg(&keys)
+                .query_async(&mut source)
+                .await
+                .expect("MIGRATE");
+        }
+        for node in std::iter::once(to)
+            .chain(std::iter::once(from))
+            .chain((0..self.nodes.len()).filter(|n| *n != from && *n != to))
+        {
+            let _: () = setslot("NODE", &to_id)
+                .query_async(&mut self.nodes[node].conn().await)
+                .await
+                .expect("SETSLOT NODE");
+        }
+    }
+
+    /// `redis://` URLs of the nodes, in order.
+    pub fn urls(&self) -> Vec<String> {
+        self.nodes.iter().map(Redis::url).collect()
     }
 }
 

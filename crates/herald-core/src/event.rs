@@ -96,13 +96,16 @@ impl HubEvent {
             retry: publication.retry,
         };
         let mut bytes = Vec::with_capacity(event.size_hint());
-        if event.encode_into(&mut bytes).is_err() {
+        let cost = if event.encode_into(&mut bytes).is_ok() {
+            publication.history_cost_of_frame(bytes.len(), id_text.len())
+        } else {
             event.event = None;
             let _ = event.encode_into(&mut bytes);
-        }
+            publication.history_cost()
+        };
         Self {
             id,
-            cost: publication.history_cost(),
+            cost,
             retain: publication.retain,
             labels: publication.labels.clone().map(Box::new),
             wire_id: publication.wire_id.as_deref().map(Into::into),

@@ -207,7 +207,9 @@ impl Hub {
     pub(crate) fn dispatch_claiming(&self, event: &Arc<HubEvent>, writes: &mut DirectWrites) {
         let now = self.clock.load(Ordering::Relaxed);
         let registry = self.registry.read();
-        self.history.lock().push(event.clone(), unix_ms());
+        // The event's own time (its id's milliseconds: the publish, or Redis's clock) stands
+        // for now: a clock read per event saved; the tick expires by the real clock.
+        self.history.lock().push(event.clone(), event.id.ms);
         if event.retain != Retain::No {
             let evicted = self.retained.lock().apply(event);
             if evicted > 0 {

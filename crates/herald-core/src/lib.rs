@@ -49,7 +49,7 @@ pub use inspect::HubSnapshot;
 pub use labels::{LabelError, Labels, StreamFilter};
 pub use progress::{JobProgress, JobStatus, Progress, PROGRESS_EVENT};
 pub use publication::{
-    compact_json, json_depth, json_payload, validate_user, Batch, InvalidItem, Publication,
+    compact_json, json_payload, too_deep_json, validate_user, Batch, InvalidItem, Publication,
     PublicationError, Retain, MAX_JSON_DEPTH, MAX_USER_LEN, RESERVED_EVENT_PREFIX,
 };
 pub use topic::{validate_topic, Pattern, TopicError};

@@ -16,7 +16,7 @@ use crate::broker::{Broker, BrokerError};
 use crate::conn::DirectWrites;
 use crate::event::HubEvent;
 use crate::hub::Hub;
-use crate::id::{unix_ms, unix_us, EventId};
+use crate::id::{unix_us, EventId};
 use crate::idempotency::{IdempotencyKey, Published, Remembered};
 use crate::publication::Batch;
 
@@ -48,11 +48,18 @@ impl Broker for MemoryBroker {
         batch: &Batch,
         once: Option<&IdempotencyKey>,
     ) -> Result<Published, BrokerError> {
-        let (now_ms, now_us, now) = (unix_ms(), unix_us(), Instant::now());
+        // One clock read for the ids and the latency stamp; the monotonic one only when an
+        // idempotency key needs it.
+        let now_us = unix_us();
+        let now_ms = now_us / 1000;
+        let now = once.map(|_| Instant::now());
         let mut writes = DirectWrites::default();
         let mut ids = Vec::with_capacity(batch.len());
         let mut state = self.state.lock();
-        if let Some(ids) = once.and_then(|key| state.remembered.answer(key, now)) {
+        if let Some(ids) = once
+            .zip(now)
+            .and_then(|(key, now)| state.remembered.answer(key, now))
+        {
             return Ok(Published {
                 ids,
                 repeated: true,
@@ -65,7 +72,7 @@ impl Broker for MemoryBroker {
             self.hub.dispatch_claiming(&event, &mut writes);
             ids.push(id);
         }
-        if let Some(key) = once {
+        if let Some((key, now)) = once.zip(now) {
             state.remembered.remember(key, ids.clone(), now);
         }
         // Socket writes happen after the lock, so other publishers don't wait behind them.

@@ -111,19 +111,30 @@ impl Publication {
     /// measurements (docs/SCALING.md). Every bound on history counts this one figure, on a node
     /// and in the Redis stream alike, so all nodes agree on what `--history-bytes` holds.
     pub fn history_cost(&self) -> usize {
+        let frame = herald_proto::EventRef {
+            event: self.event.as_deref(),
+            data: &self.data,
+            id: Some(self.wire_id.as_deref().unwrap_or(COST_ID)),
+            retry: self.retry,
+        }
+        .encoded_len();
+        self.history_cost_with(frame)
+    }
+
+    /// [`Publication::history_cost`] given the frame's length, for a caller that just encoded
+    /// it with its real id (`id_len` bytes; a Herald id, not a wire id): saves encoding twice.
+    pub(crate) fn history_cost_of_frame(&self, frame_len: usize, id_len: usize) -> usize {
+        match self.wire_id {
+            Some(_) => self.history_cost_with(frame_len),
+            None => self.history_cost_with(frame_len - id_len + COST_ID.len()),
+        }
+    }
+
+    fn history_cost_with(&self, frame: usize) -> usize {
         /// The event's structs, its frame's, their reference counts and its history slot.
         const PER_EVENT: usize = 256;
         /// One user or topic: its slot in the target list, its allocation and rounding.
         const PER_TARGET: usize = 48;
-        /// An id as long as a Redis stream id of today (`1732460000123-0`) plus some.
-        const ID: &str = "0000000000000-000000";
-        let frame = herald_proto::EventRef {
-            event: self.event.as_deref(),
-            data: &self.data,
-            id: Some(self.wire_id.as_deref().unwrap_or(ID)),
-            retry: self.retry,
-        }
-        .encoded_len();
         let targets: usize = self
             .users
             .iter()
@@ -229,14 +240,24 @@ pub fn json_payload(data: &serde_json::value::RawValue) -> Result<String, serde_
     }
 }
 
+/// The id a history cost counts, whatever the real one: as long as a Redis stream id of today
+/// (`1732460000123-0`) plus some, so that every node, on every broker, counts the same.
+const COST_ID: &str = "0000000000000-000000";
+
 /// Deepest JSON nesting accepted from a publisher (arrays and objects, a batch's array
 /// included), on `POST /publish` and the seed ingress alike.
 pub const MAX_JSON_DEPTH: usize = 32;
 
-/// The deepest bracket nesting in `text`, ignoring brackets inside strings. Runs before parsing
-/// so a hostile body cannot make any later step work hard.
-pub fn json_depth(text: &str) -> usize {
-    let (mut depth, mut deepest) = (0usize, 0usize);
+/// Does `text` nest brackets deeper than [`MAX_JSON_DEPTH`] (brackets inside strings aside)?
+/// Runs before parsing so a hostile body cannot make any later step work hard.
+pub fn too_deep_json(text: &str) -> bool {
+    // Most bodies hold few brackets in all, and then cannot nest deeper than that: a count the
+    // compiler vectorises answers them without the byte-by-byte walk below.
+    let brackets = text.bytes().filter(|b| matches!(b, b'[' | b'{')).count();
+    if brackets <= MAX_JSON_DEPTH {
+        return false;
+    }
+    let mut depth = 0usize;
     let (mut in_string, mut escaped) = (false, false);
     for b in text.bytes() {
         if in_string {
@@ -252,13 +273,15 @@ pub fn json_depth(text: &str) -> usize {
             b'"' => in_string = true,
             b'[' | b'{' => {
                 depth += 1;
-                deepest = deepest.max(depth);
+                if depth > MAX_JSON_DEPTH {
+                    return true;
+                }
             }
             b']' | b'}' => depth = depth.saturating_sub(1),
             _ => {}
         }
     }
-    deepest
+    false
 }
 
 /// Removes whitespace outside strings from already-valid JSON.
@@ -294,6 +317,29 @@ pub fn compact_json(raw: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A routed event's cost, taken from the frame it encoded, is the cost every broker counts
+    /// for its publication, whatever its id's length.
+    #[test]
+    fn an_events_cost_matches_its_publications() {
+        let mut with_retry = Publication::to_user("u1", "order", "a\nb\r\nc");
+        with_retry.retry = Some(2500);
+        let mut with_wire_id = Publication::to_topic("t/1", "x", "");
+        with_wire_id.wire_id = Some("urn:uuid:1234".into());
+        for publication in [Publication::broadcast("e", "d"), with_retry, with_wire_id] {
+            for id in [
+                crate::EventId::new(1, 0),
+                crate::EventId::new(1_732_460_000_123, 123_456),
+            ] {
+                let event = crate::event::HubEvent::new(id, &publication, 0);
+                assert_eq!(
+                    event.cost,
+                    publication.history_cost(),
+                    "{publication:?} {id}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn valid_publications_pass() {

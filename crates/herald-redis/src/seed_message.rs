@@ -21,7 +21,7 @@
 //! Errors never quote the message's content (it may be private): they say what is wrong and
 //! where.
 
-use herald_core::{compact_json, json_depth, Publication, Retain, MAX_JSON_DEPTH};
+use herald_core::{compact_json, too_deep_json, Publication, Retain, MAX_JSON_DEPTH};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
@@ -49,7 +49,7 @@ pub fn parse(payload: &[u8], max_bytes: usize) -> Result<Publication, String> {
         ));
     }
     let text = std::str::from_utf8(payload).map_err(|_| "message is not valid UTF-8".to_owned())?;
-    if json_depth(text) > MAX_JSON_DEPTH {
+    if too_deep_json(text) {
         return Err(format!(
             "JSON is nested deeper than {MAX_JSON_DEPTH} levels"
         ));

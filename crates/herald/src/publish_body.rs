@@ -8,7 +8,7 @@
 //! each item's `data` is checked against its event's JSON Schema as it is decoded. A batch is
 //! decoded and validated whole before anything is published: all or nothing.
 
-use herald_core::{json_depth, json_payload, Batch, Publication, Retain};
+use herald_core::{json_payload, too_deep_json, Batch, Publication, Retain};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
@@ -51,7 +51,7 @@ pub use herald_core::MAX_JSON_DEPTH as MAX_DEPTH;
 /// a message for the caller (HTTP 400).
 pub fn decode(body: &[u8], schemas: Option<&EventSchemas>) -> Result<Decoded, String> {
     let text = std::str::from_utf8(body).map_err(|_| "body is not valid UTF-8".to_owned())?;
-    if json_depth(text) > MAX_DEPTH {
+    if too_deep_json(text) {
         return Err(format!("JSON is nested deeper than {MAX_DEPTH} levels"));
     }
     let trimmed = text.trim_start();

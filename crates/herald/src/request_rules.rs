@@ -79,17 +79,16 @@ where
         if !has_body(&request) {
             return Box::pin(self.inner.call(request));
         }
-        // The service that was made ready is the one called; a clone stays for the next request.
-        let ready = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, ready);
+        // The handler reads the body through a shared handle, so that what it leaves of a
+        // refused request can still be read and discarded here. The inner service is called
+        // now, so only its future moves into the box (no clone of the service per request).
+        let (parts, body) = request.into_parts();
+        let shared = SharedBody(Arc::new(Mutex::new(Some(body))));
+        let answer = self
+            .inner
+            .call(Request::from_parts(parts, Body::new(shared.clone())));
         Box::pin(async move {
-            // The handler reads the body through a shared handle, so that what it leaves of a
-            // refused request can still be read and discarded here.
-            let (parts, body) = request.into_parts();
-            let shared = SharedBody(Arc::new(Mutex::new(Some(body))));
-            let Ok(response) = inner
-                .call(Request::from_parts(parts, Body::new(shared.clone())))
-                .await;
+            let Ok(response) = answer.await;
             if response.status().is_client_error() || response.status().is_server_error() {
                 let rest = shared.0.lock().take();
                 if let Some(rest) = rest.filter(|b| !http_body::Body::is_end_stream(b)) {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use herald_core::idempotency::{IdempotencyKey, MAX_KEY_LEN};
 use herald_core::EventId;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
@@ -107,7 +107,12 @@ fn answer(ids: &[EventId], batch: bool) -> Response {
             json
         }
     };
-    ([(header::CONTENT_TYPE, "application/json")], json).into_response()
+    let mut response = Response::new(Body::from(json));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    response
 }
 
 /// Reads the whole body, refusing (413) anything over `limit` bytes without buffering it.

@@ -94,7 +94,7 @@ pub async fn serve<I>(
     }
 }
 
-/// Requests in flight on one connection, and when that number last changed.
+/// Requests in flight on one connection, and when the last one ended.
 #[derive(Default)]
 struct Activity {
     in_flight: AtomicUsize,
@@ -103,9 +103,10 @@ struct Activity {
 }
 
 impl Activity {
+    /// No clock read here: while a request is in flight the connection is not idle anyway,
+    /// and its end (`InFlight`'s drop) restarts the idle clock.
     fn begin(self: &Arc<Self>) -> InFlight {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
-        self.touch();
         InFlight(self.clone())
     }
 
@@ -154,10 +155,12 @@ struct ConnService {
     first: Arc<parking_lot::Mutex<Option<Response<Body>>>>,
 }
 
+/// Responses go to hyper as `Tracked` bodies directly: wrapping them in another `Body` would
+/// box each one a second time.
 impl Service<Request<Incoming>> for ConnService {
-    type Response = Response<Body>;
+    type Response = Response<Tracked>;
     type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<Tracked>, Infallible>> + Send>>;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         Poll::Ready(Ok(()))
@@ -167,11 +170,9 @@ impl Service<Request<Incoming>> for ConnService {
         let in_flight = self.activity.begin();
         if let Some(answer) = self.first.lock().take() {
             return Box::pin(async move {
-                Ok(answer.map(|body| {
-                    Body::new(Tracked {
-                        body,
-                        _held: (in_flight, None),
-                    })
+                Ok(answer.map(|body| Tracked {
+                    body,
+                    _held: (in_flight, None),
                 }))
             });
         }
@@ -187,7 +188,11 @@ impl Service<Request<Incoming>> for ConnService {
                         let (message, retry) = refused.answer();
                         let response = crate::error::ApiError::too_many(message)
                             .retry_after(retry)
-                            .into_response();
+                            .into_response()
+                            .map(|body| Tracked {
+                                body,
+                                _held: (in_flight, None),
+                            });
                         return Box::pin(async move { Ok(response) });
                     }
                 }
@@ -197,11 +202,9 @@ impl Service<Request<Incoming>> for ConnService {
         let router = self.router.clone();
         Box::pin(async move {
             let Ok(response) = router.oneshot(request.map(Body::new)).await;
-            Ok(response.map(|body| {
-                Body::new(Tracked {
-                    body,
-                    _held: (in_flight, stream_slot),
-                })
+            Ok(response.map(|body| Tracked {
+                body,
+                _held: (in_flight, stream_slot),
             }))
         })
     }
@@ -210,7 +213,7 @@ impl Service<Request<Incoming>> for ConnService {
 use axum::response::IntoResponse;
 
 /// A response body that holds the request's bookkeeping until it is dropped.
-struct Tracked {
+pub(crate) struct Tracked {
     body: Body,
     _held: (InFlight, Option<IpSlot>),
 }

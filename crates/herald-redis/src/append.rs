@@ -16,8 +16,10 @@
 //! at a bounded number of entries per call, so one call never blocks Redis for long; what it
 //! leaves is trimmed by the next.
 //!
-//! A batch is one call, so it is all-or-nothing and contiguous in the stream. An ingress message
-//! is appended only if its dedup key was not set yet (see [`crate::ingress`]).
+//! One call appends one or more groups, each a publish request's batch (concurrent publishes
+//! share calls: [`crate::publish_queue`]). A call runs whole, so each batch is all-or-nothing
+//! and contiguous in the stream. An ingress message is appended only if its dedup key was not
+//! set yet (see [`crate::ingress`]).
 //!
 //! Retained values (`herald_core::retained`) live beside the stream, so a node that starts later
 //! serves the same ones: `{prefix}:retained` maps each slot to `id\ncost\nentry`, and
@@ -34,22 +36,12 @@ use crate::entry;
 use crate::keys::Keys;
 
 const APPEND: &str = r"
-local stream, meta, dedup, retained, order, once =
-  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local stream, meta, dedup, retained, order = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local maxlen, max_bytes = ARGV[1], tonumber(ARGV[2])
 local ttl_ms, dedup_ms = tonumber(ARGV[3]), tonumber(ARGV[4])
 local retained_values, retained_max_bytes = tonumber(ARGV[5]), tonumber(ARGV[6])
-local once_ms = tonumber(ARGV[7])
 if dedup_ms > 0 and not redis.call('SET', dedup, '1', 'NX', 'PX', dedup_ms) then
-  return {'d'}
-end
-if once_ms > 0 then
-  local prior = redis.call('GET', once)
-  if prior then
-    local answer = {'r'}
-    for id in string.gmatch(prior, '[^ ]+') do answer[#answer + 1] = id end
-    return answer
-  end
+  return {{'d'}}
 end
 local seq = tonumber(redis.call('HGET', meta, 'seq') or '0')
 local total = tonumber(redis.call('HGET', meta, 'bytes') or '0')
@@ -62,25 +54,45 @@ local function forget(field)
     redis.call('ZREM', order, field)
   end
 end
-local ids = {'n'}
-for i = 8, #ARGV, 4 do
-  seq = seq + 1
-  local cost = tonumber(ARGV[i + 1])
-  total = total + cost
-  local id = redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*',
-    'event', ARGV[i], 'n', string.format('%d', seq), 'c', string.format('%d', total))
-  ids[#ids + 1] = id
-  local mode = ARGV[i + 2]
-  if mode ~= '' then
-    for field in string.gmatch(ARGV[i + 3], '[^\n]+') do
-      forget(field)
-      if mode == 'k' then
-        local slot_cost = cost + 3 * #field + 160
-        redis.call('HSET', retained, field, id .. '\n' .. slot_cost .. '\n' .. ARGV[i])
-        redis.call('ZADD', order, seq, field)
-        rbytes = rbytes + slot_cost
+-- One group per publish request: its idempotency key is KEYS[5 + g]; its arguments are the
+-- key's lifetime, its event count, and four per event.
+local answers, i = {}, 7
+for g = 1, #KEYS - 5 do
+  local once, once_ms, count = KEYS[5 + g], tonumber(ARGV[i]), tonumber(ARGV[i + 1])
+  i = i + 2
+  local prior = once_ms > 0 and redis.call('GET', once)
+  if prior then
+    local answer = {'r'}
+    for id in string.gmatch(prior, '[^ ]+') do answer[#answer + 1] = id end
+    answers[g] = answer
+    i = i + 4 * count
+  else
+    local ids = {'n'}
+    for _ = 1, count do
+      seq = seq + 1
+      local cost = tonumber(ARGV[i + 1])
+      total = total + cost
+      local id = redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*',
+        'event', ARGV[i], 'n', string.format('%d', seq), 'c', string.format('%d', total))
+      ids[#ids + 1] = id
+      local mode = ARGV[i + 2]
+      if mode ~= '' then
+        for field in string.gmatch(ARGV[i + 3], '[^\n]+') do
+          forget(field)
+          if mode == 'k' then
+            local slot_cost = cost + 3 * #field + 160
+            redis.call('HSET', retained, field, id .. '\n' .. slot_cost .. '\n' .. ARGV[i])
+            redis.call('ZADD', order, seq, field)
+            rbytes = rbytes + slot_cost
+          end
+        end
       end
+      i = i + 4
     end
+    if once_ms > 0 then
+      redis.call('SET', once, table.concat(ids, ' ', 2), 'PX', once_ms)
+    end
+    answers[g] = ids
   end
 end
 while redis.call('ZCARD', order) > 1 and
@@ -114,10 +126,7 @@ if ttl_ms > 0 then
   local oldest_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) - ttl_ms
   if oldest_ms > 0 then redis.call('XTRIM', stream, 'MINID', string.format('%d', oldest_ms)) end
 end
-if once_ms > 0 then
-  redis.call('SET', once, table.concat(ids, ' ', 2), 'PX', once_ms)
-end
-return ids
+return answers
 ";
 
 /// The script and the settings every call passes to it.
@@ -128,6 +137,52 @@ pub(crate) struct Appender {
     max_bytes: u64,
     ttl_ms: u64,
     retained: RetainedLimits,
+}
+
+/// One publish request's part of an append call: its events, encoded for the stream, and its
+/// idempotency key (the key and how long it lives, in milliseconds), if any.
+pub(crate) struct Group {
+    events: Vec<EncodedEvent>,
+    once: Option<(String, u64)>,
+}
+
+struct EncodedEvent {
+    entry: String,
+    cost: usize,
+    /// `""`, `"k"` (keep as the retained value) or `"c"` (clear it).
+    retain: &'static str,
+    slots: String,
+}
+
+impl Group {
+    /// `batch`, each event accepted at `accepted_us`, once per idempotency key `once`.
+    pub fn new(batch: &[Publication], accepted_us: u64, once: Option<(String, u64)>) -> Self {
+        let events = batch
+            .iter()
+            .map(|publication| {
+                let (retain, slots) = match publication.retain {
+                    Retain::No => ("", String::new()),
+                    Retain::Keep => ("k", publication_slots(publication)),
+                    Retain::Clear => ("c", publication_slots(publication)),
+                };
+                EncodedEvent {
+                    entry: entry::encode(publication, accepted_us),
+                    cost: publication.history_cost(),
+                    retain,
+                    slots,
+                }
+            })
+            .collect();
+        Self { events, once }
+    }
+
+    /// Bytes this group adds to a call, roughly: what bounds the size of one call.
+    pub fn bytes(&self) -> usize {
+        self.events
+            .iter()
+            .map(|e| e.entry.len() + e.slots.len() + 32)
+            .sum()
+    }
 }
 
 impl Appender {
@@ -144,40 +199,37 @@ impl Appender {
         }
     }
 
-    /// A call appending `batch`, each event accepted at `accepted_us`; only if `dedup` (a key
-    /// and how long it lives, in milliseconds) was not set yet; once per idempotency key
-    /// `once`. Its answer is read with [`Appended::from_reply`].
-    pub fn invocation<'a>(
-        &'a self,
-        batch: &[Publication],
-        accepted_us: u64,
+    /// A call appending `groups` in order, each all-or-nothing and contiguous; only if `dedup`
+    /// (a key and how long it lives, in milliseconds) was not set yet. Its answer, one per
+    /// group, is read with [`Appended::from_reply`].
+    pub fn invocation(
+        &self,
+        groups: &[Group],
         dedup: Option<(&str, u64)>,
-        once: Option<(&str, u64)>,
-    ) -> redis::ScriptInvocation<'a> {
+    ) -> redis::ScriptInvocation<'_> {
         let mut call = self.script.prepare_invoke();
         call.key(&self.keys.stream)
             .key(&self.keys.meta)
             .key(dedup.map_or(self.keys.meta.as_str(), |(key, _)| key))
             .key(&self.keys.retained)
             .key(&self.keys.retained_order)
-            .key(once.map_or(self.keys.meta.as_str(), |(key, _)| key))
             .arg(self.maxlen)
             .arg(self.max_bytes)
             .arg(self.ttl_ms)
             .arg(dedup.map_or(0, |(_, ms)| ms.max(1)))
             .arg(self.retained.values.max(1))
-            .arg(self.retained.bytes.max(1))
-            .arg(once.map_or(0, |(_, ms)| ms.max(1)));
-        for publication in batch {
-            let (mode, slots) = match publication.retain {
-                Retain::No => ("", String::new()),
-                Retain::Keep => ("k", publication_slots(publication)),
-                Retain::Clear => ("c", publication_slots(publication)),
-            };
-            call.arg(entry::encode(publication, accepted_us))
-                .arg(publication.history_cost())
-                .arg(mode)
-                .arg(slots);
+            .arg(self.retained.bytes.max(1));
+        for group in groups {
+            // Without a key the group names the meta hash, which it never reads as one.
+            call.key(group.once.as_ref().map_or(&self.keys.meta, |(key, _)| key))
+                .arg(group.once.as_ref().map_or(0, |(_, ms)| (*ms).max(1)))
+                .arg(group.events.len());
+            for event in &group.events {
+                call.arg(&event.entry)
+                    .arg(event.cost)
+                    .arg(event.retain)
+                    .arg(&event.slots);
+            }
         }
         call
     }
@@ -211,17 +263,31 @@ pub(crate) enum Appended {
 }
 
 impl Appended {
-    /// Reads the script's answer: a marker (`n`, `r` or `d`), then ids.
-    pub fn from_reply(mut reply: Vec<String>) -> Result<Self, String> {
-        if reply.is_empty() {
-            return Err("the append script answered nothing".into());
+    /// Reads the script's answer: per group, a marker (`n`, `r` or `d`), then ids. An answer
+    /// with another number of groups than `groups` is an error.
+    pub fn from_reply(reply: Vec<Vec<String>>, groups: usize) -> Result<Vec<Self>, String> {
+        let answers: Vec<Self> = reply
+            .into_iter()
+            .map(|mut group| {
+                if group.is_empty() {
+                    return Err("the append script answered nothing".to_owned());
+                }
+                let marker = group.remove(0);
+                match marker.as_str() {
+                    "n" => Ok(Self::New(group)),
+                    "r" => Ok(Self::Repeated(group)),
+                    "d" => Ok(Self::Duplicate),
+                    other => Err(format!("the append script answered {other:?}")),
+                }
+            })
+            .collect::<Result<_, _>>()?;
+        // A dedup refusal is the only one-element answer to several groups (ingress sends one).
+        if answers.len() != groups && answers != [Self::Duplicate] {
+            return Err(format!(
+                "the append script answered {} groups for {groups}",
+                answers.len()
+            ));
         }
-        let marker = reply.remove(0);
-        match marker.as_str() {
-            "n" => Ok(Self::New(reply)),
-            "r" => Ok(Self::Repeated(reply)),
-            "d" => Ok(Self::Duplicate),
-            other => Err(format!("the append script answered {other:?}")),
-        }
+        Ok(answers)
     }
 }

@@ -1,7 +1,8 @@
 //! [`RedisBroker`]: the hub's [`Broker`] on a Redis Stream.
 //!
-//! * `publish` appends the whole batch with one call of the append script ([`crate::append`]),
-//!   so a batch is all-or-nothing and its events are contiguous in the stream. Redis assigns the
+//! * `publish` appends the whole batch in one call of the append script ([`crate::append`]),
+//!   shared with the publishes that arrive meanwhile ([`crate::publish_queue`]), so a batch is
+//!   all-or-nothing and its events are contiguous in the stream. Redis assigns the
 //!   ids; the answer to the publisher is those ids. Delivery, to this node too, is the
 //!   [`reader`](crate::reader)'s job: every node's hub sees every event through the same path,
 //!   in the same order.
@@ -34,12 +35,13 @@ use redis::streams::StreamRangeReply;
 use redis::Value;
 use tokio::task::AbortHandle;
 
-use crate::append::{Appended, Appender};
+use crate::append::{Appended, Group};
 use crate::entry;
 use crate::keys::Keys;
 use crate::metrics as m;
 use crate::online::RedisBook;
 use crate::presence::Presence;
+use crate::publish_queue::PublishQueue;
 use crate::reader::ReaderStatus;
 use crate::shared_connection::{Request, SharedConnection, Unreachable};
 use crate::stream_info::{is_no_such_key, xinfo, StreamInfo};
@@ -58,11 +60,10 @@ pub(crate) struct Horizon {
 pub struct RedisBroker {
     pub(crate) conn: Arc<SharedConnection>,
     pub(crate) keys: Keys,
-    pub(crate) appender: Appender,
+    /// Where publishes go: concurrent ones share calls of the append script.
+    pub(crate) publishing: PublishQueue,
     pub(crate) horizon: Horizon,
     pub(crate) command_timeout: Duration,
-    /// Replicas a publish must reach before it is acknowledged (`WAIT`).
-    pub(crate) min_replicas: u32,
     pub(crate) status: Arc<ReaderStatus>,
     pub(crate) presence: Arc<Presence>,
     /// The reader and ingress tasks; they end with the broker.
@@ -100,33 +101,6 @@ impl RedisBroker {
         }
     }
 
-    /// Waits until `min_replicas` replicas hold every write this node made so far, the
-    /// publish just appended included (`WAIT` covers the connection's earlier writes), within
-    /// three quarters of the command timeout. The events are in the stream either way: a publisher told 503
-    /// retries with the same `Idempotency-Key` and gets the same ids.
-    async fn wait_for_replicas(&self) -> Result<(), BrokerError> {
-        // WAIT answers by its own timeout, with how many replicas it heard from: within the
-        // connection's own response timeout (the command timeout), so that answer arrives.
-        let timeout_ms = (self.command_timeout.as_millis() as u64 * 3 / 4).max(1);
-        let mut wait = redis::cmd("WAIT");
-        wait.arg(self.min_replicas).arg(timeout_ms);
-        let reached: u64 = self
-            .conn
-            .call(Request::Cmd(&wait), Duration::ZERO)
-            .await?
-            .map_err(unavailable)?;
-        if reached < u64::from(self.min_replicas) {
-            metrics::counter!(m::REPLICA_WAITS_FAILED).increment(1);
-            return Err(BrokerError(format!(
-                "only {reached} of the {} Redis replicas required (--redis-min-replicas) \
-                 confirmed this publish within {timeout_ms} ms; it may still be delivered: \
-                 retry with the same Idempotency-Key",
-                self.min_replicas
-            )));
-        }
-        Ok(())
-    }
-
     /// Is `after` within the history bounds, given the stream's totals now and the entry at
     /// `after` (or the first one after it)?
     fn within_horizon(
@@ -162,24 +136,13 @@ impl Broker for RedisBroker {
                 "this node is not connected to the event stream",
             ));
         }
-        let once_key = once.map(|key| (self.keys.once(&key.hex()), key.window));
-        let once_arg = once_key
-            .as_ref()
-            .map(|(key, window)| (key.as_str(), window.as_millis() as u64));
-        let call = self.appender.invocation(batch, unix_us(), None, once_arg);
-        let reply: Vec<String> = self
-            .conn
-            .call(Request::Script(&call), Duration::ZERO)
-            .await?
-            .map_err(unavailable)?;
-        let (ids, repeated) = match Appended::from_reply(reply).map_err(BrokerError)? {
+        let once = once.map(|key| (self.keys.once(&key.hex()), key.window.as_millis() as u64));
+        let group = Group::new(batch, unix_us(), once);
+        let (ids, repeated) = match self.publishing.append(group).await? {
             Appended::New(ids) => (ids, false),
             Appended::Repeated(ids) => (ids, true),
             Appended::Duplicate => return Err(BrokerError("unexpected dedup answer".into())),
         };
-        if self.min_replicas > 0 {
-            self.wait_for_replicas().await?;
-        }
         let ids = ids
             .iter()
             .map(|id| {

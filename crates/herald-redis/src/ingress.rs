@@ -33,7 +33,7 @@ use futures_util::StreamExt;
 use herald_core::unix_us;
 use sha2::{Digest, Sha256};
 
-use crate::append::{Appended, Appender};
+use crate::append::{Appended, Appender, Group};
 use crate::config::RedisConfig;
 use crate::keys::Keys;
 use crate::metrics as m;
@@ -148,18 +148,16 @@ impl Ingress {
         let digest_hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
         let dedup_key = self.keys.dedup(&digest_hex, occurrence);
         let window_ms = self.config.ingress_dedup_window.as_millis() as u64;
-        let call = self.appender.invocation(
-            std::slice::from_ref(&publication),
-            unix_us(),
-            Some((&dedup_key, window_ms)),
-            None,
-        );
+        let group = Group::new(std::slice::from_ref(&publication), unix_us(), None);
+        let call = self
+            .appender
+            .invocation(&[group], Some((&dedup_key, window_ms)));
         let result = self
             .conn
-            .call::<Vec<String>>(Request::Script(&call), Duration::ZERO)
+            .call::<Vec<Vec<String>>>(Request::Script(&call), Duration::ZERO)
             .await;
-        let outcome = match result.map(|reply| reply.map(Appended::from_reply)) {
-            Ok(Ok(Ok(Appended::Duplicate))) => m::INGRESS_DUPLICATE,
+        let outcome = match result.map(|reply| reply.map(|r| Appended::from_reply(r, 1))) {
+            Ok(Ok(Ok(answers))) if answers == [Appended::Duplicate] => m::INGRESS_DUPLICATE,
             Ok(Ok(Ok(_))) => m::INGRESS_PUBLISHED,
             Ok(Ok(Err(error))) => {
                 tracing::warn!(%error, "could not append an ingress message");

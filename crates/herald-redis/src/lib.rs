@@ -33,6 +33,7 @@ pub mod keys;
 pub mod metrics;
 mod online;
 mod presence;
+mod publish_queue;
 pub mod reader;
 pub mod seed_message;
 mod shared_connection;

@@ -5,6 +5,8 @@ pub const RECONNECTS: &str = "herald_redis_reconnects_total";
 pub const GAPS: &str = "herald_redis_gaps_total";
 pub const MALFORMED_ENTRIES: &str = "herald_redis_malformed_entries_total";
 pub const REPLICA_WAITS_FAILED: &str = "herald_redis_replica_waits_failed_total";
+pub const PUBLISH_CALLS: &str = "herald_redis_publish_calls_total";
+pub const PUBLISH_REQUESTS: &str = "herald_redis_publish_requests_total";
 
 /// Outcomes of one seed-format ingress message (label `outcome`).
 pub const INGRESS_PUBLISHED: &str = "published";
@@ -23,7 +25,14 @@ pub fn describe() {
     ] {
         metrics::counter!(INGRESS_MESSAGES, "outcome" => outcome).increment(0);
     }
-    for counter in [RECONNECTS, GAPS, MALFORMED_ENTRIES, REPLICA_WAITS_FAILED] {
+    for counter in [
+        RECONNECTS,
+        GAPS,
+        MALFORMED_ENTRIES,
+        REPLICA_WAITS_FAILED,
+        PUBLISH_CALLS,
+        PUBLISH_REQUESTS,
+    ] {
         metrics::counter!(counter).increment(0);
     }
     describe_counter!(
@@ -50,5 +59,15 @@ pub fn describe() {
         REPLICA_WAITS_FAILED,
         Unit::Count,
         "Publishes answered 503 because fewer replicas than --redis-min-replicas confirmed them in time."
+    );
+    describe_counter!(
+        PUBLISH_CALLS,
+        Unit::Count,
+        "Calls of the append script sent for publish requests; concurrent requests share calls."
+    );
+    describe_counter!(
+        PUBLISH_REQUESTS,
+        Unit::Count,
+        "Publish requests sent to Redis; divided by herald_redis_publish_calls_total, the requests per call."
     );
 }

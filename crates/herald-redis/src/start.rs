@@ -15,6 +15,7 @@ use crate::entry;
 use crate::ingress::Ingress;
 use crate::keys::Keys;
 use crate::presence::Presence;
+use crate::publish_queue::{self, PublishQueue};
 use crate::reader::{Reader, ReaderStatus};
 use crate::shared_connection::{Request, SharedConnection};
 use crate::stream_info::{is_no_such_key, xinfo, StreamInfo};
@@ -135,17 +136,22 @@ pub async fn start(config: RedisConfig, hub_config: HubConfig) -> Result<Herald,
     {
         tracing::warn!(redis = %where_, "the stream reader is not connected yet; not ready");
     }
+    let publishing = PublishQueue::new(publish_queue::Sender {
+        conn: conn.clone(),
+        appender: Appender::new(&keys, &config),
+        command_timeout: config.command_timeout,
+        min_replicas: config.min_replicas,
+    });
     let broker = RedisBroker {
         conn,
-        appender: Appender::new(&keys, &config),
         keys,
+        publishing,
         horizon: Horizon {
             events: config.history as u64,
             bytes: config.history_bytes,
             ttl: config.history_ttl,
         },
         command_timeout: config.command_timeout,
-        min_replicas: config.min_replicas,
         status,
         presence,
         tasks,

@@ -1,7 +1,7 @@
 //! Redis Cluster (`--redis-cluster`): three real masters joined with `redis-cli --cluster
 //! create`. Each node is given one seed that does not serve Herald's slot, so every command
 //! starts by following `MOVED`; delivery across nodes, resume on another node, seed ingress
-//! over cluster Pub/Sub, and a slot migration in the middle of traffic.
+//! over cluster Pub/Sub, a slot migration in the middle of traffic, and a master failover.
 
 mod common;
 mod redis_harness;
@@ -186,4 +186,93 @@ async fn a_slot_migration_during_traffic_loses_nothing() {
     // And the moved stream still serves resume from before the migration.
     let mut resumed = open(&nodes[1], &bo, "", Some(&expected[9].1)).await;
     assert_eq!(events_until(&mut resumed, "last").await, expected[10..]);
+}
+
+#[tokio::test]
+async fn a_master_failover_inside_the_cluster_loses_no_acknowledged_event() {
+    // Two replicas per master: after a failover the promoted replica still has one, so
+    // `--redis-min-replicas 1` can go on acknowledging.
+    let mut cluster = RedisCluster::start_replicated(3, 2).await;
+    let slot = cluster.slot_of(HASH_TAG).await;
+    let master = cluster.owner_of(slot).await;
+    let mut args = vec![
+        "--jwt-secret",
+        SECRET,
+        "--publish-key",
+        KEY,
+        "--redis-min-replicas",
+        "1",
+        "--redis-backoff-max-ms",
+        "200",
+        "--redis-command-timeout-ms",
+        "1000",
+    ];
+    let urls = cluster.urls();
+    for url in &urls {
+        args.extend(["--redis-cluster", url.as_str()]);
+    }
+    let hub = Server::start_raw(&args, &[]);
+    let mut sse = open(&hub, &token("cy", &[]), "", None).await;
+
+    // Publishers go on throughout; only the answers decide what was acknowledged.
+    let acknowledged = Arc::new(Mutex::new(Vec::<u64>::new()));
+    let traffic = {
+        let (addr, acknowledged) = (hub.addr.clone(), acknowledged.clone());
+        tokio::spawn(async move {
+            for n in 1..=u64::MAX {
+                let body = json!({"user": "cy", "event": "n", "data": n}).to_string();
+                if publish_raw(&addr, Some(KEY), body).await.status == 200 {
+                    acknowledged.lock().unwrap().push(n);
+                }
+                if acknowledged.lock().unwrap().len() >= 200 {
+                    return;
+                }
+            }
+        })
+    };
+    eventually("traffic flows", || async {
+        acknowledged.lock().unwrap().len() >= 30
+    })
+    .await;
+    let before_failover = acknowledged.lock().unwrap().len();
+    cluster.nodes[master].stop();
+    let witness = (master + 1) % cluster.nodes.len();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while cluster.owner_as_seen_by(witness, slot).await == master {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the cluster did not promote a replica"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    tokio::time::timeout(std::time::Duration::from_secs(60), traffic)
+        .await
+        .expect("publishing resumes on the promoted replica")
+        .expect("traffic task");
+    let acknowledged = acknowledged.lock().unwrap().clone();
+    assert!(acknowledged.len() > before_failover);
+
+    let last = publish_raw(
+        &hub.addr,
+        Some(KEY),
+        json!({"user": "cy", "event": "last", "data": 0}).to_string(),
+    )
+    .await;
+    assert_eq!(last.status, 200, "{}", last.body);
+    let delivered: Vec<u64> = events_until(&mut sse, "last")
+        .await
+        .into_iter()
+        .filter(|(name, _, _)| name == "n")
+        .map(|(_, _, data)| data.parse().expect("a number"))
+        .collect();
+    let mut sorted = delivered.clone();
+    sorted.sort_unstable();
+    sorted.dedup();
+    assert_eq!(sorted, delivered, "delivered once each, in order");
+    let missing: Vec<u64> = acknowledged
+        .iter()
+        .filter(|n| !delivered.contains(n))
+        .copied()
+        .collect();
+    assert!(missing.is_empty(), "acknowledged but lost: {missing:?}");
 }

@@ -201,8 +201,14 @@ pub struct RedisCluster {
 
 impl RedisCluster {
     pub async fn start(masters: usize) -> RedisCluster {
+        Self::start_replicated(masters, 0).await
+    }
+
+    /// `masters` masters with `replicas` replicas each, every replica in sync.
+    pub async fn start_replicated(masters: usize, replicas: usize) -> RedisCluster {
+        let total = masters * (1 + replicas);
         let mut nodes = Vec::new();
-        for _ in 0..masters {
+        for _ in 0..total {
             nodes.push(Redis::start_as(false, None, true).await);
         }
         let addresses: Vec<String> = nodes
@@ -212,7 +218,7 @@ impl RedisCluster {
         let created = Command::new("redis-cli")
             .args(["--cluster", "create"])
             .args(&addresses)
-            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
             .stdin(Stdio::null())
             .output()
             .expect("redis-cli must be installed (scripts/test-all.sh installs it)");
@@ -230,12 +236,16 @@ impl RedisCluster {
                     .await
                     .unwrap_or_default();
                 if !info.contains("cluster_state:ok")
-                    || !info.contains(&format!("cluster_known_nodes:{masters}\r\n"))
+                    || !info.contains(&format!("cluster_known_nodes:{total}\r\n"))
                 {
                     return false;
                 }
             }
-            true
+            let mut in_sync = 0;
+            for node in &cluster.nodes {
+                in_sync += node.replicas().await;
+            }
+            in_sync == masters * replicas
         })
         .await;
         cluster
@@ -253,7 +263,12 @@ impl RedisCluster {
 
     /// Which node serves `slot`, as node 0 sees it.
     pub async fn owner_of(&self, slot: u16) -> usize {
-        let mut conn = self.nodes[0].conn().await;
+        self.owner_as_seen_by(0, slot).await
+    }
+
+    /// Which node serves `slot`, as node `by` sees it.
+    pub async fn owner_as_seen_by(&self, by: usize, slot: u16) -> usize {
+        let mut conn = self.nodes[by].conn().await;
         let ranges: Vec<(u16, u16, (String, u16))> = redis::cmd("CLUSTER")
             .arg("SLOTS")
             .query_async::<Vec<redis::Value>>(&mut conn)

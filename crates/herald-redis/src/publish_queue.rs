@@ -6,18 +6,19 @@
 //! batches ([`Group`]), and the next call carries all of them; its answer has one part per
 //! group.
 //!
-//! * **A lone publish is never delayed.** When no call is out, a publish sends its own call at
-//!   once, from its own task: no queue, no hand-over, nothing more than before. Only what
-//!   arrives while a call is out waits, for that call's round trip at most, and then goes in
-//!   the next call, sent by a task that keeps sending while anything is queued.
+//! * **A lone publish is never delayed.** When fewer than [`CALLS_IN_FLIGHT`] calls are out, a
+//!   publish sends its own call at once, from its own task: no queue, no hand-over, nothing
+//!   more than before. Only what arrives while that many are out waits, for the first of them
+//!   to come back at most, and then goes in the next call, sent by a task that keeps sending
+//!   while anything is queued.
 //! * **The same guarantees per request.** Each group is one request's batch, appended
 //!   contiguously and all-or-nothing, with its own idempotency key; a call is one script run,
 //!   so groups are never interleaved. A failed call fails each of its requests with the same
 //!   error (503); an idempotency key makes the retry safe, as before. A request given up on
 //!   (its client left, or it waited too long) before its call is sent is left out of it.
-//! * **Bounded.** One call is out at a time, of at most [`MAX_GROUPS_PER_CALL`] groups and
-//!   about [`MAX_CALL_BYTES`] (more only for a single request over that, which
-//!   `--max-body-bytes` bounds). The queue holds the encoded form of requests in flight, whose
+//! * **Bounded.** At most [`CALLS_IN_FLIGHT`] calls are out, each of at most
+//!   [`MAX_GROUPS_PER_CALL`] groups and about [`MAX_CALL_BYTES`] (more only for a single
+//!   request over that, which `--max-body-bytes` bounds). The queue holds the encoded form of requests in flight, whose
 //!   bodies are held anyway, so the number of open publish requests bounds it. A queued
 //!   request waits at most three command timeouts for its answer.
 //! * **Replicated before acknowledged.** With `--redis-min-replicas`, each call is followed by
@@ -88,8 +89,8 @@ impl PublishQueue {
         }
     }
 
-    /// Appends `group`, in a call of its own if none is out, else in the next one, and answers
-    /// with what the script did for it.
+    /// Appends `group`, in a call of its own if fewer than [`CALLS_IN_FLIGHT`] are out, else in
+    /// a later one, and answers with what the script did for it.
     pub async fn append(&self, group: Group) -> Result<Appended, BrokerError> {
         let (answer, answered) = oneshot::channel();
         let leads = {
@@ -131,19 +132,25 @@ struct SendQueuedAfter(Arc<Inner>);
 
 impl Drop for SendQueuedAfter {
     fn drop(&mut self) {
-        if let Some(call) = self.0.next_call() {
-            let inner = self.0.clone();
-            tokio::spawn(async move {
-                let mut call = call;
-                loop {
-                    inner.send_and_answer(call).await;
-                    match inner.next_call() {
-                        Some(next) => call = next,
-                        None => return,
-                    }
+        let Some(call) = self.0.next_call() else {
+            return;
+        };
+        // Outside a runtime (it is shutting down) nothing can be sent: dropping the requests
+        // answers each of them that the queue has stopped.
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let inner = self.0.clone();
+        runtime.spawn(async move {
+            let mut call = call;
+            loop {
+                inner.send_and_answer(call).await;
+                match inner.next_call() {
+                    Some(next) => call = next,
+                    None => return,
                 }
-            });
-        }
+            }
+        });
     }
 }
 

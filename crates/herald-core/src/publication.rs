@@ -250,27 +250,32 @@ pub const MAX_JSON_DEPTH: usize = 32;
 
 /// Does `text` nest brackets deeper than [`MAX_JSON_DEPTH`] (brackets inside strings aside)?
 /// Runs before parsing so a hostile body cannot make any later step work hard.
+///
+/// Strings, most of a body's bytes, are skipped with `memchr` to their next quote or
+/// backslash; only the bytes between them are looked at one by one.
 pub fn too_deep_json(text: &str) -> bool {
-    // Most bodies hold few brackets in all, and then cannot nest deeper than that: a count the
-    // compiler vectorises answers them without the byte-by-byte walk below.
-    let brackets = text.bytes().filter(|b| matches!(b, b'[' | b'{')).count();
-    if brackets <= MAX_JSON_DEPTH {
-        return false;
-    }
+    let bytes = text.as_bytes();
     let mut depth = 0usize;
-    let (mut in_string, mut escaped) = (false, false);
-    for b in text.bytes() {
-        if in_string {
-            match (escaped, b) {
-                (true, _) => escaped = false,
-                (false, b'\\') => escaped = true,
-                (false, b'"') => in_string = false,
-                _ => {}
+    let mut i = 0;
+    while let Some(&byte) = bytes.get(i) {
+        match byte {
+            b'"' => {
+                i += 1;
+                loop {
+                    // An unterminated string is not too deep: the parser refuses it.
+                    let Some(rest) = bytes.get(i..) else {
+                        return false;
+                    };
+                    let Some(at) = memchr::memchr2(b'"', b'\\', rest) else {
+                        return false;
+                    };
+                    i += at;
+                    if bytes[i] == b'"' {
+                        break;
+                    }
+                    i += 2; // the backslash and the byte it escapes
+                }
             }
-            continue;
-        }
-        match b {
-            b'"' => in_string = true,
             b'[' | b'{' => {
                 depth += 1;
                 if depth > MAX_JSON_DEPTH {
@@ -280,6 +285,7 @@ pub fn too_deep_json(text: &str) -> bool {
             b']' | b'}' => depth = depth.saturating_sub(1),
             _ => {}
         }
+        i += 1;
     }
     false
 }
@@ -317,6 +323,24 @@ pub fn compact_json(raw: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn depth_counts_brackets_outside_strings_only() {
+        let nested = |n: usize| format!("{}1{}", "[".repeat(n), "]".repeat(n));
+        assert!(!too_deep_json(&nested(MAX_JSON_DEPTH)));
+        assert!(too_deep_json(&nested(MAX_JSON_DEPTH + 1)));
+        let in_string = format!(r#"{{"a":"{}"}}"#, "[".repeat(100));
+        assert!(!too_deep_json(&in_string));
+        // An escaped quote does not end the string; an escaped backslash does not escape it.
+        let escaped = format!(r#"["\"{}", "\\", {}]"#, "[".repeat(40), nested(31));
+        assert!(!too_deep_json(&escaped), "{escaped}");
+        let after_backslashes = format!(r#"["\\", {}]"#, nested(32));
+        assert!(too_deep_json(&after_backslashes));
+        // Many shallow items are fine, however many brackets in all.
+        let wide = format!("[{}]", vec!["{\"a\":[1]}"; 500].join(","));
+        assert!(!too_deep_json(&wide));
+        assert!(!too_deep_json("\"unterminated \\"));
+    }
 
     /// A routed event's cost, taken from the frame it encoded, is the cost every broker counts
     /// for its publication, whatever its id's length.

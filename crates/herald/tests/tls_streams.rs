@@ -316,3 +316,68 @@ async fn tls_1_2_clients_and_key_updates_mid_stream_keep_their_streams() {
         answers.extend_from_slice(&buf[..n]);
     }
 }
+
+/// `--write-timeout` is about progress, not speed: a TLS client that reads slowly but steadily
+/// keeps its stream for longer than the timeout and gets everything; one that stops reading is
+/// cut by the timeout (with a backlog the stream's queue still holds, so not by its bound).
+#[tokio::test]
+async fn a_slow_tls_reader_keeps_its_stream_while_it_makes_progress() {
+    let hub = TlsHub::start(&["--write-timeout", "500ms", "--max-body-bytes", "512KiB"]);
+    let erin = token("erin", &[]);
+    // A small receive buffer, so that the hub's writes block on this client.
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.set_recv_buffer_size(4096).expect("small buffer");
+    let tcp = socket
+        .connect(hub.server.addr.parse().expect("addr"))
+        .await
+        .expect("connect");
+    let mut tls = common::tls::tls_over_tcp(tcp, hub.root.clone()).await;
+    let request =
+        format!("GET /events HTTP/1.1\r\nhost: localhost\r\nauthorization: Bearer {erin}\r\n\r\n");
+    tls.write_all(request.as_bytes()).await.expect("request");
+    let mut seen = Vec::new();
+    read_until(&mut tls, &mut seen, "\r\n\r\n").await;
+    assert!(seen.starts_with(b"HTTP/1.1 200"));
+    hub.until_metric("herald_connections", 1.0).await;
+
+    // Four events of 60 KiB, read 4 KiB every 50 ms (80 KiB/s): three seconds of reading,
+    // six times the timeout, with bytes moving every 50 ms.
+    let chunk = "z".repeat(60 * 1024);
+    for i in 0..4 {
+        hub.publish(json!({"user": "erin", "event": format!("e{i}"), "data": chunk}))
+            .await;
+    }
+    let started = std::time::Instant::now();
+    let mut buf = vec![0u8; 4096];
+    while String::from_utf8_lossy(&seen).matches(&chunk).count() < 4 {
+        let n = tokio::time::timeout(WAIT, tls.read(&mut buf))
+            .await
+            .expect("bytes in time")
+            .expect("read");
+        assert!(n > 0, "the stream was cut while its client was reading");
+        seen.extend_from_slice(&buf[..n]);
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(
+        started.elapsed() > std::time::Duration::from_secs(1),
+        "the backlog must outlast the write timeout for this test to mean anything"
+    );
+    assert_eq!(
+        hub.metric("herald_slow_consumer_disconnects_total").await,
+        0.0
+    );
+    assert_eq!(hub.streams_open().await, 1.0);
+
+    // Now it stops reading: 3.5 MiB more is beyond what the socket buffers hold and within
+    // the queue (4 MiB), so only the write timeout can end the stream.
+    for i in 4..64 {
+        hub.publish(json!({"user": "erin", "event": format!("e{i}"), "data": chunk}))
+            .await;
+    }
+    hub.until_metric("herald_connections", 0.0).await;
+    let closed = hub
+        .server
+        .wait_for_line(|l| l.contains("stream closed") && l.contains("user=erin"));
+    let line = closed.expect("the stream's end is logged");
+    assert!(line.contains("write_timeout"), "{line}");
+}

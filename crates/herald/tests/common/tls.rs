@@ -39,6 +39,25 @@ pub async fn tls_connect_with(
     alpn: &[&[u8]],
     versions: &[&'static rustls::SupportedProtocolVersion],
 ) -> tokio_rustls::client::TlsStream<TcpStream> {
+    let tcp = TcpStream::connect(addr).await.expect("connect");
+    tls_over(tcp, client_config(root, alpn, versions)).await
+}
+
+/// TLS over a TCP connection made by the caller (with its own socket options), trusting only
+/// `root`, offering HTTP/1.1.
+pub async fn tls_over_tcp(
+    tcp: TcpStream,
+    root: CertificateDer<'static>,
+) -> tokio_rustls::client::TlsStream<TcpStream> {
+    let config = client_config(root, &[b"http/1.1"], rustls::DEFAULT_VERSIONS);
+    tls_over(tcp, config).await
+}
+
+fn client_config(
+    root: CertificateDer<'static>,
+    alpn: &[&[u8]],
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> rustls::ClientConfig {
     let mut roots = rustls::RootCertStore::empty();
     roots.add(root).expect("root");
     let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -48,7 +67,13 @@ pub async fn tls_connect_with(
         .with_root_certificates(roots)
         .with_no_client_auth();
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-    let tcp = TcpStream::connect(addr).await.expect("connect");
+    config
+}
+
+async fn tls_over(
+    tcp: TcpStream,
+    config: rustls::ClientConfig,
+) -> tokio_rustls::client::TlsStream<TcpStream> {
     tokio_rustls::TlsConnector::from(Arc::new(config))
         .connect(ServerName::try_from("localhost").expect("name"), tcp)
         .await

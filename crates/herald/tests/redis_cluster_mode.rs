@@ -215,26 +215,9 @@ async fn a_master_failover_inside_the_cluster_loses_no_acknowledged_event() {
     let mut sse = open(&hub, &token("cy", &[]), "", None).await;
 
     // Publishers go on throughout; only the answers decide what was acknowledged.
-    let acknowledged = Arc::new(Mutex::new(Vec::<u64>::new()));
-    let traffic = {
-        let (addr, acknowledged) = (hub.addr.clone(), acknowledged.clone());
-        tokio::spawn(async move {
-            for n in 1..=u64::MAX {
-                let body = json!({"user": "cy", "event": "n", "data": n}).to_string();
-                if publish_raw(&addr, Some(KEY), body).await.status == 200 {
-                    acknowledged.lock().unwrap().push(n);
-                }
-                if acknowledged.lock().unwrap().len() >= 200 {
-                    return;
-                }
-            }
-        })
-    };
-    eventually("traffic flows", || async {
-        acknowledged.lock().unwrap().len() >= 30
-    })
-    .await;
-    let before_failover = acknowledged.lock().unwrap().len();
+    let traffic = Traffic::start(&hub, 200);
+    eventually("traffic flows", || async { traffic.count() >= 30 }).await;
+    let before_failover = traffic.count();
     cluster.nodes[master].stop();
     let witness = (master + 1) % cluster.nodes.len();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
@@ -245,34 +228,7 @@ async fn a_master_failover_inside_the_cluster_loses_no_acknowledged_event() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    tokio::time::timeout(std::time::Duration::from_secs(60), traffic)
-        .await
-        .expect("publishing resumes on the promoted replica")
-        .expect("traffic task");
-    let acknowledged = acknowledged.lock().unwrap().clone();
+    let acknowledged = traffic.finish().await;
     assert!(acknowledged.len() > before_failover);
-
-    let last = publish_raw(
-        &hub.addr,
-        Some(KEY),
-        json!({"user": "cy", "event": "last", "data": 0}).to_string(),
-    )
-    .await;
-    assert_eq!(last.status, 200, "{}", last.body);
-    let delivered: Vec<u64> = events_until(&mut sse, "last")
-        .await
-        .into_iter()
-        .filter(|(name, _, _)| name == "n")
-        .map(|(_, _, data)| data.parse().expect("a number"))
-        .collect();
-    let mut sorted = delivered.clone();
-    sorted.sort_unstable();
-    sorted.dedup();
-    assert_eq!(sorted, delivered, "delivered once each, in order");
-    let missing: Vec<u64> = acknowledged
-        .iter()
-        .filter(|n| !delivered.contains(n))
-        .copied()
-        .collect();
-    assert!(missing.is_empty(), "acknowledged but lost: {missing:?}");
+    assert_delivered_once_in_order(&hub, &mut sse, &acknowledged).await;
 }

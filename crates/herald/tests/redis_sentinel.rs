@@ -7,12 +7,10 @@ mod common;
 mod redis_harness;
 
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::*;
 use redis_harness::*;
-use serde_json::json;
 
 const MASTER: &str = "herald-primary";
 
@@ -139,27 +137,9 @@ async fn a_killed_primary_is_followed_and_no_acknowledged_event_is_lost() {
     let mut sse = open(&hub, &token("ada", &[]), "", None).await;
 
     // Publishers go on throughout; only the answers decide what was acknowledged.
-    let acknowledged = Arc::new(Mutex::new(Vec::<u64>::new()));
-    let traffic = {
-        let (addr, acknowledged) = (hub.addr.clone(), acknowledged.clone());
-        tokio::spawn(async move {
-            for n in 1..=u64::MAX {
-                let body = json!({"event": "n", "data": n}).to_string();
-                let reply = publish_raw(&addr, Some(KEY), body).await;
-                if reply.status == 200 {
-                    acknowledged.lock().unwrap().push(n);
-                }
-                if acknowledged.lock().unwrap().len() >= 200 {
-                    return;
-                }
-            }
-        })
-    };
-    eventually("traffic flows", || async {
-        acknowledged.lock().unwrap().len() >= 30
-    })
-    .await;
-    let before_failover = acknowledged.lock().unwrap().len();
+    let traffic = Traffic::start(&hub, 200);
+    eventually("traffic flows", || async { traffic.count() >= 30 }).await;
+    let before_failover = traffic.count();
     primary.stop();
     let old_port = primary.port;
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -172,37 +152,7 @@ async fn a_killed_primary_is_followed_and_no_acknowledged_event_is_lost() {
     }
     let promoted = sentinel.primary_port().await.expect("a new primary");
     assert!(replicas.iter().any(|r| r.port == promoted), "{promoted}");
-    tokio::time::timeout(Duration::from_secs(60), traffic)
-        .await
-        .expect("publishing resumes on the promoted replica")
-        .expect("traffic task");
-    let acknowledged = acknowledged.lock().unwrap().clone();
+    let acknowledged = traffic.finish().await;
     assert!(acknowledged.len() > before_failover);
-
-    let last = publish_raw(
-        &hub.addr,
-        Some(KEY),
-        json!({"event": "last", "data": 0}).to_string(),
-    )
-    .await;
-    assert_eq!(last.status, 200, "{}", last.body);
-    let delivered: Vec<u64> = events_until(&mut sse, "last")
-        .await
-        .into_iter()
-        .filter(|(name, _, _)| name == "n")
-        .map(|(_, _, data)| data.parse().expect("a number"))
-        .collect();
-    let mut sorted = delivered.clone();
-    sorted.sort_unstable();
-    sorted.dedup();
-    assert_eq!(sorted, delivered, "delivered once each, in order");
-    let missing: Vec<u64> = acknowledged
-        .iter()
-        .filter(|n| !delivered.contains(n))
-        .copied()
-        .collect();
-    assert!(
-        missing.is_empty(),
-        "acknowledged but never delivered: {missing:?}"
-    );
+    assert_delivered_once_in_order(&hub, &mut sse, &acknowledged).await;
 }

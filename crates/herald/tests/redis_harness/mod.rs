@@ -397,6 +397,77 @@ pub fn node(redis: &Redis, extra: &[&str]) -> Server {
     Server::start(&args)
 }
 
+/// Broadcasts numbered events (`n`, data 1, 2, 3…) to a node until `count` are acknowledged,
+/// whatever happens meanwhile (failovers): only a 200 counts as acknowledged.
+pub struct Traffic {
+    pub acknowledged: std::sync::Arc<std::sync::Mutex<Vec<u64>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Traffic {
+    pub fn start(node: &Server, count: usize) -> Traffic {
+        let acknowledged = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (addr, acked) = (node.addr.clone(), acknowledged.clone());
+        let task = tokio::spawn(async move {
+            for n in 1..=u64::MAX {
+                let body = serde_json::json!({"event": "n", "data": n}).to_string();
+                if common::publish_raw(&addr, Some(common::KEY), body)
+                    .await
+                    .status
+                    == 200
+                {
+                    acked.lock().unwrap().push(n);
+                }
+                if acked.lock().unwrap().len() >= count {
+                    return;
+                }
+            }
+        });
+        Traffic { acknowledged, task }
+    }
+
+    pub fn count(&self) -> usize {
+        self.acknowledged.lock().unwrap().len()
+    }
+
+    /// Waits (a minute at most) for all `count` to be acknowledged; returns them in order.
+    pub async fn finish(self) -> Vec<u64> {
+        tokio::time::timeout(Duration::from_secs(60), self.task)
+            .await
+            .expect("publishing goes on to the end")
+            .expect("traffic task");
+        let acknowledged = self.acknowledged.lock().unwrap().clone();
+        acknowledged
+    }
+}
+
+/// Publishes `last` on `node`, reads `sse` up to it, and asserts that every number in
+/// `acknowledged` arrived, each once, all in order.
+pub async fn assert_delivered_once_in_order(node: &Server, sse: &mut Sse, acknowledged: &[u64]) {
+    let body = serde_json::json!({"event": "last", "data": 0}).to_string();
+    let last = common::publish_raw(&node.addr, Some(common::KEY), body).await;
+    assert_eq!(last.status, 200, "{}", last.body);
+    let delivered: Vec<u64> = events_until(sse, "last")
+        .await
+        .into_iter()
+        .filter(|(name, _, _)| name == "n")
+        .map(|(_, _, data)| data.parse().expect("a number"))
+        .collect();
+    let mut sorted = delivered.clone();
+    sorted.sort_unstable();
+    sorted.dedup();
+    assert_eq!(sorted, delivered, "delivered once each, in order");
+    let missing: Vec<u64> = acknowledged
+        .iter()
+        .filter(|n| !delivered.contains(n))
+        .copied()
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "acknowledged but never delivered: {missing:?}"
+    );
+}
+
 /// Polls `condition` until it holds; panics with `what` after the harness's deadline.
 pub async fn eventually<F, Fut>(what: &str, mut condition: F)
 where

@@ -12,6 +12,8 @@ command -v curl >/dev/null || need_apt+=(curl)
 command -v chromium >/dev/null || need_apt+=(chromium)
 # Multi-node tests (crates/herald/tests/redis_*.rs) start their own redis-server.
 command -v redis-server >/dev/null || need_apt+=(redis-server)
+# The Redis Cluster tests join their servers with redis-cli --cluster create.
+command -v redis-cli >/dev/null || need_apt+=(redis-tools)
 # The documented proxy settings run for real (crates/herald/tests/proxies.rs).
 [ -x /usr/sbin/nginx ] || need_apt+=(nginx)
 [ -x /usr/sbin/haproxy ] || need_apt+=(haproxy)

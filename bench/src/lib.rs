@@ -103,6 +103,10 @@ pub struct BenchArgs {
     /// The name the server's certificate must carry (TLS only).
     #[arg(long, default_value = "localhost")]
     pub tls_server_name: String,
+    /// Streams and events are for users named this and a number: load generators that share
+    /// a hub (several processes, each under the descriptor limit) each take their own.
+    #[arg(long, default_value = "u")]
+    pub user_prefix: String,
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,

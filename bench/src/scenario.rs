@@ -47,6 +47,7 @@ pub async fn run(args: &BenchArgs) -> Result<Report, String> {
             Some(ca) => Transport::tls(ca, &args.tls_server_name, b"http/1.1")?,
             None => Transport::plain(),
         },
+        user_prefix: args.user_prefix.clone(),
     };
     let over = StreamTransport {
         transport: match (&args.tls_ca, args.http2_streams) {

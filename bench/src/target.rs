@@ -60,6 +60,8 @@ pub struct Target {
     pub idempotency_keys: bool,
     /// TCP or TLS.
     pub transport: crate::transport::Transport,
+    /// Users are named this and a number (`--user-prefix`).
+    pub user_prefix: String,
 }
 
 /// One HTTP request as bytes-to-be: method and path, extra headers, body.
@@ -69,11 +71,12 @@ pub struct PublishRequest {
     pub body: Vec<u8>,
 }
 
-pub fn user_name(index: usize) -> String {
-    format!("u{index}")
-}
-
 impl Target {
+    /// The name of user number `index`: the prefix and the number.
+    pub fn user_name(&self, index: usize) -> String {
+        format!("{}{index}", self.user_prefix)
+    }
+
     /// The raw HTTP/1.1 request that opens stream number `index` for `user`.
     pub fn subscribe_request(&self, user: &str, last_event_id: Option<&str>) -> String {
         let host = &self.host;
@@ -102,7 +105,7 @@ impl Target {
         if broadcast && self.kind == Kind::Nchan {
             "all".to_owned()
         } else {
-            user_name(user)
+            self.user_name(user)
         }
     }
 
@@ -116,7 +119,7 @@ impl Target {
                     .map(|data| {
                         let mut item = match dest {
                             Dest::User(u) => {
-                                serde_json::json!({"user": user_name(u), "event": "b", "data": data})
+                                serde_json::json!({"user": self.user_name(u), "event": "b", "data": data})
                             }
                             Dest::All => serde_json::json!({"event": "b", "data": data}),
                         };
@@ -146,7 +149,7 @@ impl Target {
             }
             Kind::Rawsse | Kind::Nchan => {
                 let channel = match dest {
-                    Dest::User(u) => user_name(u),
+                    Dest::User(u) => self.user_name(u),
                     Dest::All => "all".to_owned(),
                 };
                 PublishRequest {
@@ -157,7 +160,7 @@ impl Target {
             }
             Kind::Express => PublishRequest {
                 path: match dest {
-                    Dest::User(u) => format!("/publish?user={}&event=b", user_name(u)),
+                    Dest::User(u) => format!("/publish?user={}&event=b", self.user_name(u)),
                     Dest::All => "/publish?event=b".to_owned(),
                 },
                 headers: vec![("content-type", "text/plain".to_owned())],

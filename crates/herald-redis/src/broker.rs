@@ -78,7 +78,7 @@ impl Drop for RedisBroker {
     }
 }
 
-fn unavailable(error: impl std::fmt::Display) -> BrokerError {
+pub(crate) fn unavailable(error: impl std::fmt::Display) -> BrokerError {
     BrokerError(format!("Redis: {error}"))
 }
 

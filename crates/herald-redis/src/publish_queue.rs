@@ -33,6 +33,7 @@ use parking_lot::Mutex;
 use tokio::sync::oneshot;
 
 use crate::append::{Appended, Appender, Group};
+use crate::broker::unavailable;
 use crate::metrics as m;
 use crate::shared_connection::{Request, SharedConnection};
 
@@ -210,7 +211,7 @@ impl Sender {
             .await?
         {
             Ok(reply) => Appended::from_reply(reply, count).map_err(BrokerError)?,
-            Err(error) => return Err(BrokerError(format!("Redis: {error}"))),
+            Err(error) => return Err(unavailable(error)),
         };
         if self.min_replicas > 0 {
             self.wait_for_replicas().await?;
@@ -232,7 +233,7 @@ impl Sender {
             .conn
             .call(Request::Cmd(&wait), Duration::ZERO)
             .await?
-            .map_err(|error| BrokerError(format!("Redis: {error}")))?;
+            .map_err(unavailable)?;
         if reached < u64::from(self.min_replicas) {
             metrics::counter!(m::REPLICA_WAITS_FAILED).increment(1);
             return Err(BrokerError(format!(

@@ -13,7 +13,8 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::auth::Auth;
 use crate::error::ApiError;
-use crate::{request_rules, routes};
+use crate::request_rules::RequestRules;
+use crate::routes;
 
 /// The address a request's connection comes from, put in the request's extensions by the
 /// server (handlers use it for per-IP limits).
@@ -96,7 +97,11 @@ const MERCURE_ROUTES: &[Route] = &[
     ),
 ];
 
-pub fn router(state: Arc<AppState>, cors_origins: &[String]) -> Router {
+/// The whole application as one service: the router, with the rules every request meets
+/// around it ([`RequestRules`], outermost, so they hold for every route and fallback).
+pub type App = RequestRules<Router>;
+
+pub fn router(state: Arc<AppState>, cors_origins: &[String]) -> App {
     let mercure = state.mercure;
     let mercure_routes: &[Route] = if mercure { MERCURE_ROUTES } else { &[] };
     // A path with several methods has one entry per method, each giving the whole router.
@@ -111,17 +116,16 @@ pub fn router(state: Arc<AppState>, cors_origins: &[String]) -> Router {
     let router = router
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(|| async { ApiError::not_found() })
-        .with_state(state)
-        .layer(request_rules::RequestRulesLayer);
+        .with_state(state);
     let router = if mercure {
         router.layer(axum::middleware::map_response(crate::mercure::discovery))
     } else {
         router
     };
-    match cors(cors_origins) {
+    RequestRules::new(match cors(cors_origins) {
         Some(layer) => router.layer(layer),
         None => router,
-    }
+    })
 }
 
 /// 405 in the JSON error shape, with `Allow` listing the path's methods.

@@ -17,8 +17,8 @@
 //! answer goes to hyper with the bytes, as the answer to that first request; on TLS, whose
 //! connection has left tokio-rustls by then, [`answer_and_close`] sends it.
 
+use crate::app::App;
 use axum::body::Body;
-use axum::Router;
 use bytes::{Bytes, BytesMut};
 use herald_core::{SocketSettings, StreamSocket};
 use http::{header, HeaderName, HeaderValue, Request, Response};
@@ -59,7 +59,7 @@ pub async fn try_stream<S: StreamSocket>(
     socket: S,
     mut request: Request<Body>,
     client: ClientIp,
-    router: &Router,
+    router: &App,
     settings: SocketSettings,
 ) -> Outcome<S> {
     request.extensions_mut().insert(client);

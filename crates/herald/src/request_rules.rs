@@ -1,5 +1,5 @@
-//! Rules every request meets, whatever its route (one layer around the router's routes,
-//! [`crate::app`]).
+//! Rules every request meets, whatever its route: one service around the whole router
+//! ([`crate::app::App`]).
 //!
 //! * **One `Host`.** An HTTP/1.1 request without a `Host` header, or with two, is refused with
 //!   400 (RFC 9112 §3.2): what such a request means differs between proxies and servers, which
@@ -24,7 +24,7 @@ use bytes::Bytes;
 use http::{header, Version};
 use http_body_util::BodyExt;
 use parking_lot::Mutex;
-use tower::{Layer, Service};
+use tower::Service;
 
 use crate::error::ApiError;
 
@@ -33,24 +33,19 @@ pub const DRAIN_BYTES: u64 = 16 << 20;
 /// Longest time spent reading a refused request's body.
 pub const DRAIN_TIME: Duration = Duration::from_secs(5);
 
-/// The rules as one tower layer around every route. Two `axum::middleware::from_fn` layers did
-/// the same, but each boxes and clones the rest of the stack per request: 7 % of a small
-/// publish's cost (`herald bench --scenario publish`).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct RequestRulesLayer;
-
-impl<S> Layer<S> for RequestRulesLayer {
-    type Service = RequestRules<S>;
-
-    fn layer(&self, inner: S) -> RequestRules<S> {
-        RequestRules { inner }
-    }
-}
-
-/// [`RequestRulesLayer`]'s service.
+/// The rules around a service (the router). They wrap the router once, not each route:
+/// `Router::layer` wraps every route in two more futures and a box, and two
+/// `axum::middleware::from_fn` layers cloned the rest of the stack per request (7 % of a small
+/// publish's cost, `herald bench --scenario publish`).
 #[derive(Debug, Clone)]
 pub struct RequestRules<S> {
     inner: S,
+}
+
+impl<S> RequestRules<S> {
+    pub fn new(inner: S) -> Self {
+        Self { inner }
+    }
 }
 
 impl<S> Service<Request> for RequestRules<S>
@@ -82,11 +77,12 @@ where
         // The handler reads the body through a shared handle, so that what it leaves of a
         // refused request can still be read and discarded here. The inner service is called
         // now, so only its future moves into the box (no clone of the service per request).
-        let (parts, body) = request.into_parts();
-        let shared = SharedBody(Arc::new(Mutex::new(Some(body))));
-        let answer = self
-            .inner
-            .call(Request::from_parts(parts, Body::new(shared.clone())));
+        let shared = SharedBody(Arc::new(Mutex::new(None)));
+        let request = request.map(|body| {
+            *shared.0.lock() = Some(body);
+            Body::new(shared.clone())
+        });
+        let answer = self.inner.call(request);
         Box::pin(async move {
             let Ok(response) = answer.await;
             if response.status().is_client_error() || response.status().is_server_error() {
@@ -100,15 +96,16 @@ where
     }
 }
 
+/// Does the request come with a body worth draining if it is refused? hyper's body knows
+/// from the head: empty (no body, `Content-Length: 0`, an HTTP/2 request that ended with its
+/// headers), an exact length (`Content-Length`), or unknown (chunked, or HTTP/2 data frames).
+/// A body known to be longer than [`DRAIN_BYTES`] is not drained: the connection closes.
 fn has_body(request: &Request) -> bool {
-    let headers = request.headers();
-    headers.contains_key(header::TRANSFER_ENCODING)
-        || headers
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok())
-            .is_some_and(|len| len > 0 && len <= DRAIN_BYTES)
-        || request.version() == Version::HTTP_2 && !http_body::Body::is_end_stream(request.body())
+    let body = request.body();
+    !http_body::Body::is_end_stream(body)
+        && http_body::Body::size_hint(body)
+            .upper()
+            .is_none_or(|len| len <= DRAIN_BYTES)
 }
 
 async fn discard(mut body: Body) {

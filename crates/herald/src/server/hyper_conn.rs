@@ -14,30 +14,31 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::IpAddr;
-use std::pin::Pin;
+use std::pin::{pin, Pin};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use crate::app::App;
 use axum::body::Body;
-use axum::Router;
 use bytes::Bytes;
-use http::{Request, Response, Version};
+use http::{Method, Request, Response, Version};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
-use tower::{Service, ServiceExt};
+use tower::Service;
 
+use super::woken_only::WokenOnly;
 use crate::limits::{IpSlot, Limits};
 
 /// What every hyper connection of a server shares.
 #[derive(Clone)]
 pub struct HyperShared {
-    pub router: Router,
+    pub router: App,
     pub builder: auto::Builder<TokioExecutor>,
     pub limits: Arc<Limits>,
     pub idle_timeout: Duration,
@@ -70,27 +71,32 @@ pub async fn serve<I>(
         .serve_connection(TokioIo::new(io), TowerToHyperService::new(service));
     tokio::pin!(connection);
     let mut shutdown = shared.shutdown.clone();
-    let mut closing = *shutdown.borrow();
-    if closing {
-        connection.as_mut().graceful_shutdown();
-    }
-    loop {
+    if !*shutdown.borrow() {
+        // Resolves when the server shuts down or the connection has been idle too long.
+        let closing = async {
+            tokio::select! {
+                _ = shutdown.changed() => {}
+                () = activity.idle_for(shared.idle_timeout) => {}
+            }
+        };
+        let closing = pin!(closing);
+        let closing = WokenOnly::new(closing);
         tokio::select! {
+            biased;
             ended = connection.as_mut() => {
-                if let Err(error) = ended {
-                    tracing::debug!(%error, "connection ended with an error");
-                }
+                log_end(ended);
                 return;
             }
-            _ = shutdown.changed(), if !closing => {
-                closing = true;
-                connection.as_mut().graceful_shutdown();
-            }
-            () = activity.idle_for(shared.idle_timeout), if !closing => {
-                closing = true;
-                connection.as_mut().graceful_shutdown();
-            }
+            () = closing => {}
         }
+    }
+    connection.as_mut().graceful_shutdown();
+    log_end(connection.await);
+}
+
+fn log_end(ended: Result<(), Box<dyn std::error::Error + Send + Sync>>) {
+    if let Err(error) = ended {
+        tracing::debug!(%error, "connection ended with an error");
     }
 }
 
@@ -147,7 +153,7 @@ impl Drop for InFlight {
 /// The router, with the connection's bookkeeping around each request.
 #[derive(Clone)]
 struct ConnService {
-    router: Router,
+    router: App,
     limits: Arc<Limits>,
     activity: Arc<Activity>,
     peer: IpAddr,
@@ -160,25 +166,24 @@ struct ConnService {
 impl Service<Request<Incoming>> for ConnService {
     type Response = Response<Tracked>;
     type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Response<Tracked>, Infallible>> + Send>>;
+    type Future = Answer;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, mut request: Request<Incoming>) -> Self::Future {
+    fn call(&mut self, mut request: Request<Incoming>) -> Answer {
         let in_flight = self.activity.begin();
         if let Some(answer) = self.first.lock().take() {
-            return Box::pin(async move {
-                Ok(answer.map(|body| Tracked {
-                    body,
-                    _held: (in_flight, None),
-                }))
-            });
+            return Answer::ready(answer, in_flight);
         }
-        request
-            .extensions_mut()
-            .insert(crate::app::ClientIp(self.peer));
+        // Only stream handlers read the address (per-IP stream limits), and inserting the
+        // first extension allocates the request's extension map.
+        if request.method() == Method::GET {
+            request
+                .extensions_mut()
+                .insert(crate::app::ClientIp(self.peer));
+        }
         let stream_slot =
             if request.version() == Version::HTTP_2 && request.uri().path() == "/events" {
                 match self.limits.connection(self.peer) {
@@ -188,25 +193,56 @@ impl Service<Request<Incoming>> for ConnService {
                         let (message, retry) = refused.answer();
                         let response = crate::error::ApiError::too_many(message)
                             .retry_after(retry)
-                            .into_response()
-                            .map(|body| Tracked {
-                                body,
-                                _held: (in_flight, None),
-                            });
-                        return Box::pin(async move { Ok(response) });
+                            .into_response();
+                        return Answer::ready(response, in_flight);
                     }
                 }
             } else {
                 None
             };
-        let router = self.router.clone();
-        Box::pin(async move {
-            let Ok(response) = router.oneshot(request.map(Body::new)).await;
-            Ok(response.map(|body| Tracked {
-                body,
-                _held: (in_flight, stream_slot),
-            }))
-        })
+        // The app is always ready (axum's router has no back-pressure), so it is called
+        // directly: no clone of it, and no `Oneshot` future holding the request.
+        Answer::Routed {
+            routed: self.router.call(request.map(Body::new)),
+            held: Some((in_flight, stream_slot)),
+        }
+    }
+}
+
+/// What the connection holds for a request until its response body is done.
+type Held = (InFlight, Option<IpSlot>);
+
+/// The answer to one request: known at once, or the app's future. A type rather than a boxed
+/// `async` block, so a request costs one allocation fewer.
+enum Answer {
+    Ready(std::future::Ready<Response<Tracked>>),
+    Routed {
+        routed: <App as Service<Request<Body>>>::Future,
+        held: Option<Held>,
+    },
+}
+
+impl Answer {
+    fn ready(response: Response<Body>, in_flight: InFlight) -> Self {
+        Self::Ready(std::future::ready(response.map(|body| Tracked {
+            body,
+            _held: Some((in_flight, None)),
+        })))
+    }
+}
+
+impl Future for Answer {
+    type Output = Result<Response<Tracked>, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.get_mut() {
+            Answer::Ready(ready) => Pin::new(ready).poll(cx).map(Ok),
+            Answer::Routed { routed, held } => {
+                let Ok(response) = std::task::ready!(routed.as_mut().poll(cx));
+                let held = held.take();
+                Poll::Ready(Ok(response.map(|body| Tracked { body, _held: held })))
+            }
+        }
     }
 }
 
@@ -215,7 +251,7 @@ use axum::response::IntoResponse;
 /// A response body that holds the request's bookkeeping until it is dropped.
 pub(crate) struct Tracked {
     body: Body,
-    _held: (InFlight, Option<IpSlot>),
+    _held: Option<Held>,
 }
 
 impl http_body::Body for Tracked {

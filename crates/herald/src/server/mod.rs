@@ -18,6 +18,7 @@
 
 mod head;
 mod hyper_conn;
+mod woken_only;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -26,7 +27,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use axum::Router;
+use crate::app::App;
 use herald_core::{Herald, SocketSettings, SocketWriter, StreamSocket};
 use hyper_util::rt::TokioExecutor;
 use hyper_util::server::conn::auto;
@@ -93,7 +94,7 @@ pub fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
 
 pub async fn serve(
     listener: TcpListener,
-    router: Router,
+    router: App,
     herald: Herald,
     tls: Option<TlsConfig>,
     limits: Arc<Limits>,

@@ -168,12 +168,12 @@ fn cors(origins: &[String]) -> Option<CorsLayer> {
                 header::CONTENT_TYPE,
                 header::CACHE_CONTROL,
                 HeaderName::from_static("last-event-id"),
-                HeaderName::from_static("idempotency-key"),
+                routes::publish::IDEMPOTENCY_KEY,
             ])
             .expose_headers([
                 header::RETRY_AFTER,
                 header::CONTENT_TYPE,
-                HeaderName::from_static("idempotent-replayed"),
+                routes::publish::IDEMPOTENT_REPLAYED,
                 HeaderName::from_static("last-event-id"),
                 HeaderName::from_static("mercure-last-event-id"),
                 header::LINK,

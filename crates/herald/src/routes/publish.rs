@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderMap};
+use axum::http::{header, HeaderMap, HeaderName};
 use axum::response::Response;
 use herald_core::idempotency::{IdempotencyKey, MAX_KEY_LEN};
 use herald_core::EventId;
@@ -61,17 +61,22 @@ pub async fn publish(
     let mut response = answer(&published.ids, decoded.is_array);
     if published.repeated {
         metrics::counter!(PUBLISH_REPEATED).increment(1);
-        response.headers_mut().insert(
-            "idempotent-replayed",
-            http::HeaderValue::from_static("true"),
-        );
+        response
+            .headers_mut()
+            .insert(IDEMPOTENT_REPLAYED, http::HeaderValue::from_static("true"));
     }
     Ok(response)
 }
 
+/// The request header that makes a publish idempotent. A constant: looking a header up by a
+/// `&str` parses the name on every request.
+pub const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
+/// The response header on a publish answered from an earlier one with the same key.
+pub const IDEMPOTENT_REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
+
 /// The `Idempotency-Key` header: 1 to 128 visible ASCII characters.
 fn idempotency_key(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
-    let Some(value) = headers.get("idempotency-key") else {
+    let Some(value) = headers.get(IDEMPOTENCY_KEY) else {
         return Ok(None);
     };
     let key = value

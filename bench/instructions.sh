@@ -27,7 +27,8 @@ for pair in "$@"; do
     --jwt-secret "$secret" --publish-key "$key" --history 100000 --workers 1 \
     >"$out/$name.log" 2>&1 &
   pid=$!
-  until curl -sf -o /dev/null "http://127.0.0.1:$port/healthz"; do sleep 0.2; done
+  for _ in $(seq 300); do curl -sf -o /dev/null "http://127.0.0.1:$port/healthz" && break; sleep 0.2; done
+  curl -sf -o /dev/null "http://127.0.0.1:$port/healthz" || { echo "$name did not start:" >&2; cat "$out/$name.log" >&2; exit 1; }
   bench() { HERALD_JWT_SECRET=$secret HERALD_PUBLISH_KEY=$key "$cli" bench --json \
     --url "http://127.0.0.1:$port" "${args[@]}" --duration "$1" 2>/dev/null | tail -1; }
   bench 2s >/dev/null

@@ -16,8 +16,9 @@ use crate::error::ApiError;
 use crate::request_rules::RequestRules;
 use crate::routes;
 
-/// The address a request's connection comes from, put in the request's extensions by the
-/// server (handlers use it for per-IP limits).
+/// The address a request's connection comes from, put in the extensions of `GET` requests by
+/// the server (the stream handlers use it for per-IP limits; other requests skip the
+/// extension map's allocation).
 #[derive(Debug, Clone, Copy)]
 pub struct ClientIp(pub std::net::IpAddr);
 

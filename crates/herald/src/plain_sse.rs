@@ -17,7 +17,6 @@
 //! answer goes to hyper with the bytes, as the answer to that first request; on TLS, whose
 //! connection has left tokio-rustls by then, [`answer_and_close`] sends it.
 
-use crate::app::App;
 use axum::body::Body;
 use bytes::{Bytes, BytesMut};
 use herald_core::{SocketSettings, StreamSocket};
@@ -25,7 +24,7 @@ use http::{header, HeaderName, HeaderValue, Request, Response};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tower::ServiceExt;
 
-use crate::app::ClientIp;
+use crate::app::{App, ClientIp};
 use crate::routes::events::StreamHandoff;
 
 /// Most headers this path parses; more go to hyper.

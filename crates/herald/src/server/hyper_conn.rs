@@ -20,7 +20,6 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use crate::app::App;
 use axum::body::Body;
 use bytes::Bytes;
 use http::{Method, Request, Response, Version};
@@ -33,6 +32,7 @@ use tokio::sync::watch;
 use tower::Service;
 
 use super::woken_only::WokenOnly;
+use crate::app::App;
 use crate::limits::{IpSlot, Limits};
 
 /// What every hyper connection of a server shares.
@@ -224,10 +224,10 @@ enum Answer {
 
 impl Answer {
     fn ready(response: Response<Body>, in_flight: InFlight) -> Self {
-        Self::Ready(std::future::ready(response.map(|body| Tracked {
-            body,
-            _held: Some((in_flight, None)),
-        })))
+        Self::Ready(std::future::ready(Tracked::around(
+            response,
+            Some((in_flight, None)),
+        )))
     }
 }
 
@@ -239,8 +239,7 @@ impl Future for Answer {
             Answer::Ready(ready) => Pin::new(ready).poll(cx).map(Ok),
             Answer::Routed { routed, held } => {
                 let Ok(response) = std::task::ready!(routed.as_mut().poll(cx));
-                let held = held.take();
-                Poll::Ready(Ok(response.map(|body| Tracked { body, _held: held })))
+                Poll::Ready(Ok(Tracked::around(response, held.take())))
             }
         }
     }
@@ -252,6 +251,12 @@ use axum::response::IntoResponse;
 pub(crate) struct Tracked {
     body: Body,
     _held: Option<Held>,
+}
+
+impl Tracked {
+    fn around(response: Response<Body>, held: Option<Held>) -> Response<Tracked> {
+        response.map(|body| Tracked { body, _held: held })
+    }
 }
 
 impl http_body::Body for Tracked {

@@ -27,7 +27,6 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use crate::app::App;
 use herald_core::{Herald, SocketSettings, SocketWriter, StreamSocket};
 use hyper_util::rt::TokioExecutor;
 use hyper_util::server::conn::auto;
@@ -35,6 +34,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 
+use crate::app::App;
 use crate::limits::{IpSlot, Limits, Refused};
 use crate::metrics::{ACCEPT_ERRORS, CONNECTIONS_RATE_LIMITED};
 use crate::plain_sse;

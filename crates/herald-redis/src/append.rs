@@ -28,7 +28,7 @@
 //! each node's memory store, which applies the same events in the same order.
 
 use herald_core::retained::{slot_field, RetainedLimits, SlotTarget};
-use herald_core::{Publication, Retain};
+use herald_core::{EventId, Publication, Retain};
 use redis::Script;
 
 use crate::config::RedisConfig;
@@ -36,7 +36,7 @@ use crate::entry;
 use crate::keys::Keys;
 
 const APPEND: &str = r"
-local stream, meta, dedup, retained, order = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local stream, meta, dedup, retained, order, costs = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local maxlen, max_bytes = ARGV[1], tonumber(ARGV[2])
 local ttl_ms, dedup_ms = tonumber(ARGV[3]), tonumber(ARGV[4])
 local retained_values, retained_max_bytes = tonumber(ARGV[5]), tonumber(ARGV[6])
@@ -45,86 +45,131 @@ if dedup_ms > 0 and not redis.call('SET', dedup, '1', 'NX', 'PX', dedup_ms) then
 end
 local seq = tonumber(redis.call('HGET', meta, 'seq') or '0')
 local total = tonumber(redis.call('HGET', meta, 'bytes') or '0')
-local rbytes = tonumber(redis.call('HGET', meta, 'retained_bytes') or '0')
-local function forget(field)
-  local old = redis.call('HGET', retained, field)
-  if old then
-    rbytes = rbytes - tonumber(string.match(old, '^[^\n]*\n([0-9]+)\n'))
-    redis.call('HDEL', retained, field)
-    redis.call('ZREM', order, field)
-  end
-end
--- One group per publish request: its idempotency key is KEYS[5 + g]; its arguments are the
--- key's lifetime, its event count, and four per event.
-local answers, i = {}, 7
-for g = 1, #KEYS - 5 do
-  local once, once_ms, count = KEYS[5 + g], tonumber(ARGV[i]), tonumber(ARGV[i + 1])
-  i = i + 2
-  local prior = once_ms > 0 and redis.call('GET', once)
-  if prior then
+-- One group per publish request: its idempotency key is KEYS[6 + g]; its arguments are the
+-- key's lifetime, its event count, their total cost, their JSON one per line, and how many of
+-- them set or clear retained values, five arguments each.
+local answers, fresh, lines, count, cost, i = {}, {}, {}, 0, 0, 7
+-- A key repeated within this call is answered the first group's ids, as if it were set.
+local claimed, repeats = {}, {}
+for g = 1, #KEYS - 6 do
+  local once_ms = tonumber(ARGV[i])
+  local prior = once_ms > 0 and redis.call('GET', KEYS[6 + g])
+  local retains = tonumber(ARGV[i + 4])
+  if once_ms > 0 and not prior and claimed[KEYS[6 + g]] then
+    repeats[#repeats + 1] = {g = g, of = claimed[KEYS[6 + g]]}
+  elseif prior then
     local answer = {'r'}
-    for id in string.gmatch(prior, '[^ ]+') do answer[#answer + 1] = id end
+    for token in string.gmatch(prior, '[^ ]+') do answer[#answer + 1] = token end
     answers[g] = answer
-    i = i + 4 * count
   else
-    local ids = {'n'}
-    for _ = 1, count do
-      seq = seq + 1
-      local cost = tonumber(ARGV[i + 1])
-      total = total + cost
-      local id = redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*',
-        'event', ARGV[i], 'n', string.format('%d', seq), 'c', string.format('%d', total))
-      ids[#ids + 1] = id
-      local mode = ARGV[i + 2]
-      if mode ~= '' then
-        for field in string.gmatch(ARGV[i + 3], '[^\n]+') do
-          forget(field)
-          if mode == 'k' then
-            local slot_cost = cost + 3 * #field + 160
-            redis.call('HSET', retained, field, id .. '\n' .. slot_cost .. '\n' .. ARGV[i])
-            redis.call('ZADD', order, seq, field)
-            rbytes = rbytes + slot_cost
-          end
+    fresh[#fresh + 1] = {g = g, first = count, count = tonumber(ARGV[i + 1]), at = i}
+    if once_ms > 0 then claimed[KEYS[6 + g]] = g end
+    count = count + tonumber(ARGV[i + 1])
+    cost = cost + tonumber(ARGV[i + 2])
+    lines[#lines + 1] = ARGV[i + 3]
+  end
+  i = i + 5 + 5 * retains
+end
+if count > 0 then
+  -- The entry's id is its last event's: the events are numbered up to it within one
+  -- millisecond, after the newest id the stream ever generated.
+  local now = redis.call('TIME')
+  local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+  local function after(last)
+    local ms, sq = string.match(last or '0-0', '^(%d+)-(%d+)$')
+    ms, sq = tonumber(ms or '0'), tonumber(sq or '0')
+    if now_ms > ms then return now_ms, 0 end
+    if sq + count >= 9007199254740992 then return ms + 1, 0 end
+    return ms, sq + 1
+  end
+  local ms, first = after(redis.call('HGET', meta, 'last'))
+  local fields = {'n', string.format('%d', seq + count), 'c', string.format('%d', total + cost)}
+  local field = count == 1 and 'event' or 'events'
+  local function append()
+    return redis.pcall('XADD', stream, 'MAXLEN', '~', maxlen,
+      string.format('%d-%d', ms, first + count - 1), field, table.concat(lines, '\n'),
+      fields[1], fields[2], fields[3], fields[4])
+  end
+  local added = append()
+  if type(added) == 'table' and added.err then
+    -- Someone else appended (an older Herald): go on after the stream's own newest id.
+    local info = redis.call('XINFO', 'STREAM', stream)
+    for j = 1, #info, 2 do
+      if info[j] == 'last-generated-id' then ms, first = after(info[j + 1]) end
+    end
+    added = append()
+    if type(added) == 'table' and added.err then return redis.error_reply(added.err) end
+  end
+  redis.call('HSET', meta, 'last', added)
+  local rbytes = tonumber(redis.call('HGET', meta, 'retained_bytes') or '0')
+  local function forget(slot)
+    local old = redis.call('HGET', retained, slot)
+    if old then
+      rbytes = rbytes - tonumber(string.match(old, '^[^\n]*\n([0-9]+)\n'))
+      redis.call('HDEL', retained, slot)
+      redis.call('ZREM', order, slot)
+    end
+  end
+  for _, group in ipairs(fresh) do
+    local start = first + group.first
+    local ids = string.format('%d-%d', ms, start)
+    if group.count > 1 then ids = ids .. '+' .. group.count end
+    if tonumber(ARGV[group.at]) > 0 then
+      redis.call('SET', KEYS[6 + group.g], ids, 'PX', tonumber(ARGV[group.at]))
+    end
+    answers[group.g] = {'n', ids}
+    local r = group.at + 5
+    for _ = 1, tonumber(ARGV[group.at + 4]) do
+      local offset, event_cost, mode = tonumber(ARGV[r]), tonumber(ARGV[r + 1]), ARGV[r + 2]
+      local id = string.format('%d-%d', ms, start + offset)
+      local event_seq = seq + group.first + offset + 1
+      for slot in string.gmatch(ARGV[r + 3], '[^\n]+') do
+        forget(slot)
+        if mode == 'k' then
+          local slot_cost = event_cost + 3 * #slot + 160
+          redis.call('HSET', retained, slot, id .. '\n' .. slot_cost .. '\n' .. ARGV[r + 4])
+          redis.call('ZADD', order, event_seq, slot)
+          rbytes = rbytes + slot_cost
         end
       end
-      i = i + 4
+      r = r + 5
     end
-    if once_ms > 0 then
-      redis.call('SET', once, table.concat(ids, ' ', 2), 'PX', once_ms)
-    end
-    answers[g] = ids
   end
-end
-while redis.call('ZCARD', order) > 1 and
-    (redis.call('ZCARD', order) > retained_values or rbytes > retained_max_bytes) do
-  forget(redis.call('ZRANGE', order, 0, 0)[1])
-end
-redis.call('HSET', meta, 'seq', string.format('%d', seq), 'bytes', string.format('%d', total),
-  'retained_bytes', string.format('%d', rbytes))
-local floor = total - max_bytes
-if floor > 0 then
-  -- Usually one entry goes and the next stays: look at two first, not a page of events.
-  local from, count = '-', 2
-  for _ = 1, 17 do
-    local oldest = redis.call('XRANGE', stream, from, '+', 'COUNT', count)
-    count = 64
-    local keep = nil
-    for _, entry in ipairs(oldest) do
-      local fields, c = entry[2], nil
-      for j = 1, #fields, 2 do
-        if fields[j] == 'c' then c = tonumber(fields[j + 1]) end
+  for _, repeat_of in ipairs(repeats) do
+    answers[repeat_of.g] = {'r', answers[repeat_of.of][2]}
+  end
+  while redis.call('ZCARD', order) > 1 and
+      (redis.call('ZCARD', order) > retained_values or rbytes > retained_max_bytes) do
+    forget(redis.call('ZRANGE', order, 0, 0)[1])
+  end
+  seq, total = seq + count, total + cost
+  redis.call('HSET', meta, 'seq', fields[2], 'bytes', fields[4],
+    'retained_bytes', string.format('%d', rbytes))
+  -- The byte bound: `costs` scores each entry with its running total, so the first entry to
+  -- keep is one lookup away. Only a known entry at or below the floor makes trimming safe.
+  redis.call('ZADD', costs, fields[4], added)
+  local floor = string.format('%d', total - max_bytes)
+  if total > max_bytes and #redis.call('ZRANGEBYSCORE', costs, '-inf', floor, 'LIMIT', 0, 1) > 0 then
+    local keep = redis.call('ZRANGEBYSCORE', costs, '(' .. floor, '+inf', 'LIMIT', 0, 1)[1]
+    redis.call('XTRIM', stream, 'MINID', keep)
+    redis.call('ZREMRANGEBYSCORE', costs, '-inf', floor)
+  end
+  local indexed = redis.call('ZCARD', costs)
+  if indexed > tonumber(maxlen) + 64 then
+    -- Entries MAXLEN trimmed: forgetting the oldest scores only ever trims less.
+    redis.call('ZPOPMIN', costs, indexed - tonumber(maxlen))
+  end
+  if ttl_ms > 0 then
+    local oldest_ms = now_ms - ttl_ms
+    if oldest_ms > 0 then
+      redis.call('XTRIM', stream, 'MINID', string.format('%d', oldest_ms))
+      for _ = 1, 64 do
+        local head = redis.call('ZRANGE', costs, 0, 0)[1]
+        if not head or tonumber(string.match(head, '^(%d+)')) >= oldest_ms then break end
+        redis.call('ZREM', costs, head)
       end
-      if c == nil or c > floor then keep = entry[1]; break end
     end
-    if keep then redis.call('XTRIM', stream, 'MINID', keep); break end
-    if #oldest == 0 then break end
-    from = '(' .. oldest[#oldest][1]
   end
-end
-if ttl_ms > 0 then
-  local now = redis.call('TIME')
-  local oldest_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) - ttl_ms
-  if oldest_ms > 0 then redis.call('XTRIM', stream, 'MINID', string.format('%d', oldest_ms)) end
 end
 return answers
 ";
@@ -142,46 +187,70 @@ pub(crate) struct Appender {
 /// One publish request's part of an append call: its events, encoded for the stream, and its
 /// idempotency key (the key and how long it lives, in milliseconds), if any.
 pub(crate) struct Group {
-    events: Vec<EncodedEvent>,
+    /// The events' JSON, one per line ([`entry::encode_into`]).
+    lines: Vec<u8>,
+    count: usize,
+    cost: usize,
+    /// The events that set or clear retained values.
+    retains: Vec<RetainChange>,
     once: Option<(String, u64)>,
 }
 
-struct EncodedEvent {
-    entry: String,
+/// An event of a group that keeps or clears retained values: the script stores its JSON by
+/// its id in each of its slots.
+struct RetainChange {
+    offset: usize,
     cost: usize,
-    /// `""`, `"k"` (keep as the retained value) or `"c"` (clear it).
-    retain: &'static str,
+    /// `"k"` (keep as the retained value) or `"c"` (clear it).
+    mode: &'static str,
     slots: String,
+    entry: String,
 }
 
 impl Group {
     /// `batch`, each event accepted at `accepted_us`, once per idempotency key `once`.
     pub fn new(batch: &[Publication], accepted_us: u64, once: Option<(String, u64)>) -> Self {
-        let events = batch
-            .iter()
-            .map(|publication| {
-                let (retain, slots) = match publication.retain {
-                    Retain::No => ("", String::new()),
-                    Retain::Keep => ("k", publication_slots(publication)),
-                    Retain::Clear => ("c", publication_slots(publication)),
-                };
-                EncodedEvent {
-                    entry: entry::encode(publication, accepted_us),
-                    cost: publication.history_cost(),
-                    retain,
-                    slots,
-                }
-            })
-            .collect();
-        Self { events, once }
+        let mut lines = Vec::with_capacity(batch.len() * 128);
+        let mut retains = Vec::new();
+        let mut cost = 0;
+        for (offset, publication) in batch.iter().enumerate() {
+            if offset > 0 {
+                lines.push(b'\n');
+            }
+            let start = lines.len();
+            entry::encode_into(&mut lines, publication, accepted_us);
+            let event_cost = publication.history_cost();
+            cost += event_cost;
+            let mode = match publication.retain {
+                Retain::No => continue,
+                Retain::Keep => "k",
+                Retain::Clear => "c",
+            };
+            retains.push(RetainChange {
+                offset,
+                cost: event_cost,
+                mode,
+                slots: publication_slots(publication),
+                entry: String::from_utf8_lossy(&lines[start..]).into_owned(),
+            });
+        }
+        Self {
+            lines,
+            count: batch.len(),
+            cost,
+            retains,
+            once,
+        }
     }
 
     /// Bytes this group adds to a call, roughly: what bounds the size of one call.
     pub fn bytes(&self) -> usize {
-        self.events
+        let retains: usize = self
+            .retains
             .iter()
-            .map(|e| e.entry.len() + e.slots.len() + 32)
-            .sum()
+            .map(|r| r.entry.len() + r.slots.len() + 32)
+            .sum();
+        self.lines.len() + retains + 32
     }
 }
 
@@ -213,6 +282,7 @@ impl Appender {
             .key(dedup.map_or(self.keys.meta.as_str(), |(key, _)| key))
             .key(&self.keys.retained)
             .key(&self.keys.retained_order)
+            .key(&self.keys.costs)
             .arg(self.maxlen)
             .arg(self.max_bytes)
             .arg(self.ttl_ms)
@@ -223,12 +293,16 @@ impl Appender {
             // Without a key the group names the meta hash, which it never reads as one.
             call.key(group.once.as_ref().map_or(&self.keys.meta, |(key, _)| key))
                 .arg(group.once.as_ref().map_or(0, |(_, ms)| (*ms).max(1)))
-                .arg(group.events.len());
-            for event in &group.events {
-                call.arg(&event.entry)
-                    .arg(event.cost)
-                    .arg(event.retain)
-                    .arg(&event.slots);
+                .arg(group.count)
+                .arg(group.cost)
+                .arg(&group.lines[..])
+                .arg(group.retains.len());
+            for change in &group.retains {
+                call.arg(change.offset)
+                    .arg(change.cost)
+                    .arg(change.mode)
+                    .arg(&change.slots)
+                    .arg(&change.entry);
             }
         }
         call
@@ -254,10 +328,10 @@ fn publication_slots(publication: &Publication) -> String {
 /// What an append did.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Appended {
-    /// Appended: the new entries' ids.
-    New(Vec<String>),
+    /// Appended: the new events' ids.
+    New(Vec<EventId>),
     /// The idempotency key was seen before: the first attempt's ids; nothing appended.
-    Repeated(Vec<String>),
+    Repeated(Vec<EventId>),
     /// The ingress dedup key existed: another node appended the message.
     Duplicate,
 }
@@ -268,16 +342,14 @@ impl Appended {
     pub fn from_reply(reply: Vec<Vec<String>>, groups: usize) -> Result<Vec<Self>, String> {
         let answers: Vec<Self> = reply
             .into_iter()
-            .map(|mut group| {
-                if group.is_empty() {
-                    return Err("the append script answered nothing".to_owned());
-                }
-                let marker = group.remove(0);
-                match marker.as_str() {
-                    "n" => Ok(Self::New(group)),
-                    "r" => Ok(Self::Repeated(group)),
-                    "d" => Ok(Self::Duplicate),
-                    other => Err(format!("the append script answered {other:?}")),
+            .map(|group| {
+                let mut parts = group.iter();
+                match parts.next().map(String::as_str) {
+                    Some("n") => Ok(Self::New(ids(parts)?)),
+                    Some("r") => Ok(Self::Repeated(ids(parts)?)),
+                    Some("d") => Ok(Self::Duplicate),
+                    Some(other) => Err(format!("the append script answered {other:?}")),
+                    None => Err("the append script answered nothing".to_owned()),
                 }
             })
             .collect::<Result<_, _>>()?;
@@ -289,5 +361,46 @@ impl Appended {
             ));
         }
         Ok(answers)
+    }
+}
+
+/// Event ids from the script's tokens: `ms-seq`, or `ms-seq+k` for `k` consecutive ones (the
+/// events of one entry share a millisecond; Herald before one entry per call wrote each id).
+fn ids<'a>(tokens: impl Iterator<Item = &'a String>) -> Result<Vec<EventId>, String> {
+    let mut ids = Vec::new();
+    for token in tokens {
+        let bad = || format!("the append script answered a bad id {token:?}");
+        let (first, count) = match token.split_once('+') {
+            Some((first, count)) => (first, count.parse::<u64>().map_err(|_| bad())?),
+            None => (token.as_str(), 1),
+        };
+        let first: EventId = first.parse().map_err(|_| bad())?;
+        if count == 0 || first.seq.checked_add(count - 1).is_none() {
+            return Err(bad());
+        }
+        ids.extend((0..count).map(|i| EventId::new(first.ms, first.seq + i)));
+    }
+    Ok(ids)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn id_tokens_expand_to_consecutive_ids() {
+        let tokens = ["5-3+3".to_owned(), "6-0".to_owned()];
+        assert_eq!(
+            ids(tokens.iter()).unwrap(),
+            [
+                EventId::new(5, 3),
+                EventId::new(5, 4),
+                EventId::new(5, 5),
+                EventId::new(6, 0)
+            ]
+        );
+        for bad in ["5-3+0", "5-3+x", "x", "5-18446744073709551615+2"] {
+            assert!(ids([bad.to_owned()].iter()).is_err(), "{bad}");
+        }
     }
 }

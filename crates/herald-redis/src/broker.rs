@@ -49,6 +49,11 @@ use crate::stream_info::{is_no_such_key, xinfo, StreamInfo};
 /// Entries read per round trip when looking for a wire id (`find_wire_id`).
 const WIRE_ID_PAGE: u64 = 500;
 
+/// Entries read per history page at most. An entry holds one append call's events, up to
+/// about a MiB ([`crate::publish_queue::MAX_CALL_BYTES`]), so a page is usually a few KiB and
+/// at most 32 MiB; the page ends early once it has the events asked for.
+const HISTORY_PAGE_ENTRIES: usize = 32;
+
 /// How far back resume may reach: the history bounds.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Horizon {
@@ -138,19 +143,17 @@ impl Broker for RedisBroker {
         }
         let once = once.map(|key| (self.keys.once(&key.hex()), key.window.as_millis() as u64));
         let group = Group::new(batch, unix_us(), once);
-        let (ids, repeated) = match self.publishing.append(group).await? {
-            Appended::New(ids) => (ids, false),
-            Appended::Repeated(ids) => (ids, true),
-            Appended::Duplicate => return Err(BrokerError("unexpected dedup answer".into())),
-        };
-        let ids = ids
-            .iter()
-            .map(|id| {
-                id.parse::<EventId>()
-                    .map_err(|_| BrokerError(format!("Redis returned a bad stream id {id:?}")))
-            })
-            .collect::<Result<_, _>>()?;
-        Ok(Published { ids, repeated })
+        match self.publishing.append(group).await? {
+            Appended::New(ids) => Ok(Published {
+                ids,
+                repeated: false,
+            }),
+            Appended::Repeated(ids) => Ok(Published {
+                ids,
+                repeated: true,
+            }),
+            Appended::Duplicate => Err(BrokerError("unexpected dedup answer".into())),
+        }
     }
 
     async fn history(
@@ -177,16 +180,24 @@ impl Broker for RedisBroker {
             .arg(format!("({after_text}"))
             .arg(&upto_text)
             .arg("COUNT")
-            .arg(limit.max(1));
+            .arg(limit.clamp(1, HISTORY_PAGE_ENTRIES))
+            // An entry ends at its last event: the one after `upto` may begin before it.
+            .cmd("XRANGE")
+            .arg(&self.keys.stream)
+            .arg(format!("({upto_text}"))
+            .arg("+")
+            .arg("COUNT")
+            .arg(1);
         type Reply = (
             (Option<u64>, Option<u64>),
             Value,
             StreamRangeReply,
             StreamRangeReply,
+            StreamRangeReply,
         );
         let result: redis::RedisResult<Reply> =
             self.conn.call(Request::Pipe(&pipe), Duration::ZERO).await?;
-        let (totals, info, at, range) = match result {
+        let (totals, info, at, mut range, straddling) = match result {
             Ok(reply) => reply,
             Err(error) if is_no_such_key(&error) => return Ok(None),
             Err(error) => return Err(unavailable(error)),
@@ -195,28 +206,40 @@ impl Broker for RedisBroker {
         if !info.retains_everything_after(after) {
             return Ok(None);
         }
-        let mut events = Vec::with_capacity(range.ids.len());
+        if range.ids.len() < limit.clamp(1, HISTORY_PAGE_ENTRIES) {
+            // The range reached `upto`.
+            range.ids.extend(straddling.ids);
+        }
+        // The entry ending at `after`, if `after` ends one, for its sequence number and total.
         let mut anchor = at
             .ids
             .first()
             .and_then(|e| entry::decode(&e.id, &e.map).ok())
+            .and_then(|events| events.into_iter().find(|e| e.event.id == after))
             .and_then(|e| Some((e.seq?, e.total?)));
-        for raw in &range.ids {
-            match entry::decode(&raw.id, &raw.map) {
-                Ok(decoded) => {
-                    if anchor.is_none() {
-                        // No entry at `after` (a position between entries): the first one after
-                        // it tells where `after` stands.
-                        anchor = decoded.seq.zip(decoded.total).map(|(seq, total)| {
-                            (seq - 1, total.saturating_sub(decoded.event.cost as u64))
-                        });
-                    }
-                    events.push(Arc::new(decoded.event));
-                }
+        let mut events = Vec::with_capacity(limit.min(range.ids.len() * 4));
+        'entries: for raw in &range.ids {
+            let decoded = match entry::decode(&raw.id, &raw.map) {
+                Ok(decoded) => decoded,
                 Err(error) => {
                     metrics::counter!(m::MALFORMED_ENTRIES).increment(1);
                     tracing::warn!(%error, id = %raw.id, "skipping a stream entry that is not a Herald event");
+                    continue;
                 }
+            };
+            // The first entry may begin before `after`: a page can end inside an entry.
+            for decoded in decoded.into_iter().filter(|e| e.event.id > after) {
+                if events.len() >= limit.max(1) || decoded.event.id > upto {
+                    break 'entries;
+                }
+                if anchor.is_none() {
+                    // `after` is not an entry's end: the first event after it tells where
+                    // `after` stands.
+                    anchor = decoded.seq.zip(decoded.total).map(|(seq, total)| {
+                        (seq - 1, total.saturating_sub(decoded.event.cost as u64))
+                    });
+                }
+                events.push(Arc::new(decoded.event));
             }
         }
         if !self.within_horizon(after, totals, anchor) {
@@ -268,11 +291,9 @@ impl Broker for RedisBroker {
             if let Some(found) = page
                 .ids
                 .iter()
-                .find(|raw| entry::has_wire_id(&raw.id, &raw.map, wire_id))
+                .find_map(|raw| entry::find_wire_id(&raw.id, &raw.map, wire_id))
             {
-                return found.id.parse().map(Some).map_err(|_| {
-                    BrokerError(format!("Redis returned a bad stream id {:?}", found.id))
-                });
+                return Ok(Some(found));
             }
             match page.ids.last() {
                 Some(last) if page.ids.len() as u64 == count => {

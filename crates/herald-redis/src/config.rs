@@ -19,7 +19,8 @@ pub struct RedisConfig {
     /// Pub/Sub channel of seed-format ingress; `None` disables it.
     pub ingress_channel: Option<String>,
     /// Events a client can resume across (`--history`). The stream keeps at least this many
-    /// (`MAXLEN ~`), and never fewer than [`MIN_STREAM_LEN`].
+    /// entries (`MAXLEN ~`), each of one event or more, and never fewer than
+    /// [`MIN_STREAM_LEN`]; the byte bound is what usually trims it.
     pub history: usize,
     /// Bytes of events a client can resume across (`--history-bytes`, counted with
     /// `Publication::history_cost`); the stream holds no more than this.
@@ -91,7 +92,7 @@ impl RedisConfig {
         })
     }
 
-    /// The `MAXLEN ~` bound of the stream.
+    /// The `MAXLEN ~` bound of the stream, in entries.
     pub fn stream_len(&self) -> usize {
         self.history.max(MIN_STREAM_LEN)
     }

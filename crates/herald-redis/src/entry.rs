@@ -1,9 +1,17 @@
-//! How one event is stored in the stream: a field `event` holding compact JSON, and the
-//! bookkeeping fields `n` (sequence) and `c` (running cost total) that [`crate::append`] adds.
+//! How events are stored in the stream: one entry per append call, holding its events as
+//! compact JSON, and the bookkeeping fields `n` (sequence) and `c` (running cost total) that
+//! [`crate::append`] adds.
 //!
-//! The event in one JSON field keeps the script simple and makes entries readable with
-//! `redis-cli XRANGE`. The accept time travels with the event so the delivery-latency metric on
-//! every node measures from the moment the publishing node accepted it.
+//! An entry of one event holds it in the field `event`; an entry of several holds them in
+//! `events`, one per line (compact JSON has no raw newline). The entry's id is its last event's;
+//! the events before it have the ids just below, in the same millisecond, so an entry of `k`
+//! events numbered up to `ms-s` holds `ms-(s-k+1)` to `ms-s`, and `n` and `c` count up to its
+//! last event too. One entry per call is what makes publishing through Redis cheap: Redis adds
+//! one entry however many events a call carries, and a reader parses one.
+//!
+//! JSON keeps the script simple and makes entries readable with `redis-cli XRANGE`. The accept
+//! time travels with the event so the delivery-latency metric on every node measures from the
+//! moment the publishing node accepted it.
 
 use std::collections::HashMap;
 
@@ -13,18 +21,21 @@ use std::borrow::Cow;
 use herald_core::{EventId, Labels, Publication, Retain};
 use serde::{Deserialize, Serialize};
 
-/// The field holding the event.
+/// The field holding an entry's one event.
 pub(crate) const FIELD: &str = "event";
-/// The entry's sequence number.
+/// The field holding an entry's events, one per line, when it has several.
+pub(crate) const LINES: &str = "events";
+/// The sequence number of the entry's last event.
 const SEQ: &str = "n";
-/// The running total of event costs, this entry included.
+/// The running total of event costs, up to the entry's last event.
 const TOTAL: &str = "c";
 
-/// A decoded entry.
+/// One event of a decoded entry, with its place in the numbering.
 pub(crate) struct Entry {
     pub event: HubEvent,
     /// `None` for entries written before Herald numbered them.
     pub seq: Option<u64>,
+    /// The running cost total up to this event.
     pub total: Option<u64>,
 }
 
@@ -61,8 +72,8 @@ struct Stored<'a> {
 const KEEP: &str = "keep";
 const CLEAR: &str = "clear";
 
-/// The value of [`FIELD`] for a validated publication accepted at `accepted_us`.
-pub(crate) fn encode(publication: &Publication, accepted_us: u64) -> String {
+/// Appends the stored form of a validated publication accepted at `accepted_us` to `out`.
+pub(crate) fn encode_into(out: &mut Vec<u8>, publication: &Publication, accepted_us: u64) {
     let stored = Stored {
         event: publication.event.as_deref().map(Cow::Borrowed),
         data: publication.data.as_str().into(),
@@ -91,8 +102,8 @@ pub(crate) fn encode(publication: &Publication, accepted_us: u64) -> String {
         wire_id: publication.wire_id.as_deref().map(Cow::Borrowed),
         accepted_us,
     };
-    // Serialising strings, integers and vectors of strings cannot fail.
-    serde_json::to_string(&stored).unwrap_or_default()
+    // Serialising strings, integers and vectors of strings into memory cannot fail.
+    let _ = serde_json::to_writer(out, &stored);
 }
 
 /// Why an entry could not become an event (someone else wrote to the stream, or a newer Herald
@@ -111,15 +122,72 @@ pub(crate) enum EntryError {
     Invalid(#[from] herald_core::PublicationError),
 }
 
-/// Turns one stream entry into the event the hub routes. The publication is validated again:
-/// the stream is shared, and nothing in it is trusted to be well-formed.
+/// Turns one stream entry into the events the hub routes, oldest first. Each publication is
+/// validated again: the stream is shared, and nothing in it is trusted to be well-formed.
 pub(crate) fn decode(
     id: &str,
     fields: &HashMap<String, redis::Value>,
-) -> Result<Entry, EntryError> {
-    let event_id: EventId = id.parse().map_err(|_| EntryError::Id(id.to_owned()))?;
-    let bytes = field(fields, FIELD).ok_or(EntryError::MissingField)?;
-    let stored: Stored<'_> = serde_json::from_slice(bytes)?;
+) -> Result<Vec<Entry>, EntryError> {
+    let last: EventId = id.parse().map_err(|_| EntryError::Id(id.to_owned()))?;
+    let number = |name| {
+        field(fields, name)
+            .and_then(|b| std::str::from_utf8(b).ok())
+            .and_then(|t| t.parse::<u64>().ok())
+    };
+    let (seq, total) = (number(SEQ), number(TOTAL));
+    if let Some(json) = field(fields, FIELD) {
+        let event = decode_event(last, json)?;
+        return Ok(vec![Entry { event, seq, total }]);
+    }
+    let lines = field(fields, LINES).ok_or(EntryError::MissingField)?;
+    let count = lines.split(|b| *b == b'\n').count() as u64;
+    let first = last
+        .seq
+        .checked_sub(count - 1)
+        .ok_or_else(|| EntryError::Id(id.to_owned()))?;
+    let mut events = lines
+        .split(|b| *b == b'\n')
+        .zip(first..)
+        .map(|(json, seq)| decode_event(EventId::new(last.ms, seq), json))
+        .collect::<Result<Vec<_>, _>>()?
+        .into_iter()
+        .map(|event| Entry {
+            event,
+            seq: None,
+            total: None,
+        })
+        .collect::<Vec<_>>();
+    // Number them back from the last, whose place the entry carries.
+    let (mut seq, mut total) = (seq, total);
+    for entry in events.iter_mut().rev() {
+        entry.seq = seq;
+        entry.total = total;
+        seq = seq.and_then(|s| s.checked_sub(1));
+        total = total.map(|t| t.saturating_sub(entry.event.cost as u64));
+    }
+    Ok(events)
+}
+
+/// How many events an entry holds, from its fields as `XINFO STREAM` lists them.
+pub(crate) fn count_in(fields: &[redis::Value]) -> u64 {
+    let value = fields
+        .chunks_exact(2)
+        .find_map(|pair| match (&pair[0], &pair[1]) {
+            (redis::Value::BulkString(name), redis::Value::BulkString(value))
+                if name == LINES.as_bytes() =>
+            {
+                Some(value)
+            }
+            _ => None,
+        });
+    value.map_or(1, |lines| {
+        lines.iter().filter(|b| **b == b'\n').count() as u64 + 1
+    })
+}
+
+/// One stored event as the hub routes it, with id `id`.
+fn decode_event(id: EventId, json: &[u8]) -> Result<HubEvent, EntryError> {
+    let stored: Stored<'_> = serde_json::from_slice(json)?;
     let publication = Publication {
         event: stored.event.map(Cow::into_owned),
         data: stored.data.into_owned(),
@@ -139,29 +207,34 @@ pub(crate) fn decode(
         wire_id: stored.wire_id.map(Cow::into_owned),
     };
     publication.validate()?;
-    let number = |name| {
-        field(fields, name)
-            .and_then(|b| std::str::from_utf8(b).ok())
-            .and_then(|t| t.parse::<u64>().ok())
-    };
-    Ok(Entry {
-        event: HubEvent::new(event_id, &publication, stored.accepted_us),
-        seq: number(SEQ),
-        total: number(TOTAL),
-    })
+    Ok(HubEvent::new(id, &publication, stored.accepted_us))
 }
 
-/// Does the entry hold a labelled event whose wire id is `wire_id`? Entries without the id's
-/// text in them are not decoded, so scanning the history for one costs a substring search per
-/// entry.
-pub(crate) fn has_wire_id(id: &str, fields: &HashMap<String, redis::Value>, wire_id: &str) -> bool {
-    // `encode` writes the wire id as compact JSON, the same escaping as here.
+/// The id of the newest labelled event in the entry whose wire id is `wire_id`, if any. Entries
+/// without the id's text in them are not decoded, so scanning the history for one costs a
+/// substring search per entry.
+pub(crate) fn find_wire_id(
+    id: &str,
+    fields: &HashMap<String, redis::Value>,
+    wire_id: &str,
+) -> Option<EventId> {
+    // `encode_into` writes the wire id as compact JSON, the same escaping as here.
     let needle = format!("\"w\":{}", serde_json::Value::from(wire_id));
-    let holds_text = field(fields, FIELD)
-        .and_then(|bytes| std::str::from_utf8(bytes).ok())
-        .is_some_and(|json| json.contains(&needle));
-    holds_text
-        && decode(id, fields).is_ok_and(|entry| entry.event.wire_id.as_deref() == Some(wire_id))
+    let holds_text = [FIELD, LINES]
+        .into_iter()
+        .filter_map(|name| field(fields, name))
+        .filter_map(|bytes| std::str::from_utf8(bytes).ok())
+        .any(|json| json.contains(&needle));
+    if !holds_text {
+        return None;
+    }
+    decode(id, fields)
+        .ok()?
+        .into_iter()
+        .rev()
+        .find_map(|entry| {
+            (entry.event.wire_id.as_deref() == Some(wire_id)).then_some(entry.event.id)
+        })
 }
 
 /// A retained value as the append script stores it: `id\ncost\nentry`.
@@ -171,11 +244,8 @@ pub(crate) fn decode_retained(value: &[u8]) -> Result<HubEvent, EntryError> {
     let (Some(id), Some(_cost), Some(json)) = (parts.next(), parts.next(), parts.next()) else {
         return Err(EntryError::MissingField);
     };
-    let fields = HashMap::from([(
-        FIELD.to_owned(),
-        redis::Value::BulkString(json.as_bytes().to_vec()),
-    )]);
-    decode(id, &fields).map(|entry| entry.event)
+    let id: EventId = id.parse().map_err(|_| EntryError::Id(id.to_owned()))?;
+    decode_event(id, json.as_bytes())
 }
 
 fn field<'a>(fields: &'a HashMap<String, redis::Value>, name: &str) -> Option<&'a [u8]> {
@@ -190,11 +260,74 @@ fn field<'a>(fields: &'a HashMap<String, redis::Value>, name: &str) -> Option<&'
 mod tests {
     use super::*;
 
+    fn encode(publication: &Publication, accepted_us: u64) -> String {
+        let mut out = Vec::new();
+        encode_into(&mut out, publication, accepted_us);
+        String::from_utf8(out).unwrap()
+    }
+
     fn fields(value: &str) -> HashMap<String, redis::Value> {
         HashMap::from([(
             FIELD.to_owned(),
             redis::Value::BulkString(value.as_bytes().to_vec()),
         )])
+    }
+
+    /// The one event of a one-event entry.
+    fn one(id: &str, fields: &HashMap<String, redis::Value>) -> Entry {
+        let mut events = decode(id, fields).unwrap();
+        assert_eq!(events.len(), 1);
+        events.remove(0)
+    }
+
+    #[test]
+    fn an_entry_of_several_events_numbers_them_up_to_its_own_id() {
+        let events: Vec<Publication> = (0..3)
+            .map(|i| Publication::broadcast("e", format!("d{i}")))
+            .collect();
+        let lines: Vec<String> = events.iter().map(|p| encode(p, 9)).collect();
+        let total = 1000 + events.iter().map(|p| p.history_cost() as u64).sum::<u64>();
+        let stored = HashMap::from([
+            (
+                LINES.to_owned(),
+                redis::Value::BulkString(lines.join("\n").into_bytes()),
+            ),
+            ("n".to_owned(), redis::Value::BulkString(b"12".to_vec())),
+            (
+                "c".to_owned(),
+                redis::Value::BulkString(total.to_string().into_bytes()),
+            ),
+        ]);
+        let decoded = decode("77-5", &stored).unwrap();
+        let ids: Vec<EventId> = decoded.iter().map(|e| e.event.id).collect();
+        assert_eq!(
+            ids,
+            [
+                EventId::new(77, 3),
+                EventId::new(77, 4),
+                EventId::new(77, 5)
+            ]
+        );
+        let seqs: Vec<Option<u64>> = decoded.iter().map(|e| e.seq).collect();
+        assert_eq!(seqs, [Some(10), Some(11), Some(12)]);
+        let first = &decoded[0];
+        assert_eq!(
+            first.total,
+            Some(1000 + events[0].history_cost() as u64),
+            "each event's running total is the entry's less what followed it"
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&decoded[1].event.frame.bytes),
+            "event: e\nid: 77-4\ndata: d1\n\n"
+        );
+        // Three events cannot end at sequence 1 of a millisecond.
+        assert!(matches!(decode("77-1", &stored), Err(EntryError::Id(_))));
+        let listed = vec![
+            redis::Value::BulkString(LINES.as_bytes().to_vec()),
+            redis::Value::BulkString(lines.join("\n").into_bytes()),
+        ];
+        assert_eq!(count_in(&listed), 3);
+        assert_eq!(count_in(&[]), 1);
     }
 
     #[test]
@@ -210,7 +343,7 @@ mod tests {
         };
         let mut stored = fields(&encode(&publication, 42));
         stored.insert("n".into(), redis::Value::BulkString(b"7".to_vec()));
-        let entry = decode("1700000000000-3", &stored).unwrap();
+        let entry = one("1700000000000-3", &stored);
         assert_eq!((entry.seq, entry.total), (Some(7), None));
         let event = entry.event;
         assert_eq!(event.id, EventId::new(1_700_000_000_000, 3));
@@ -236,9 +369,7 @@ mod tests {
             ..Publication::default()
         };
         publication.validate().unwrap();
-        let event = decode("1-0", &fields(&encode(&publication, 1)))
-            .unwrap()
-            .event;
+        let event = one("1-0", &fields(&encode(&publication, 1))).event;
         assert_eq!(event.labels.as_deref(), publication.labels.as_ref());
         assert_eq!(event.wire_id.as_deref(), Some("urn:uuid:abc"));
         let wire = String::from_utf8_lossy(&event.frame.bytes).into_owned();
@@ -252,9 +383,7 @@ mod tests {
             users: vec!["back\\slash".into(), "ünï".into()],
             ..Publication::broadcast("e", "d")
         };
-        let event = decode("1-0", &fields(&encode(&publication, 1)))
-            .unwrap()
-            .event;
+        let event = one("1-0", &fields(&encode(&publication, 1))).event;
         assert_eq!(event.event.as_deref(), Some("say \"hi\""));
         assert_eq!(&*event.targets.users[0], "back\\slash");
     }

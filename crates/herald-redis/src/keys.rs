@@ -9,9 +9,13 @@
 pub struct Keys {
     /// The Redis Stream holding every event, in order.
     pub stream: String,
-    /// A hash beside it: `seq`, the number of events ever appended (each entry carries its own
-    /// as `n`), and `bytes`, their total cost (each entry carries the running total as `c`).
+    /// A hash beside it: `seq`, the number of events ever appended (each entry carries its last
+    /// event's as `n`), `bytes`, their total cost (each entry carries the running total as
+    /// `c`), and `last`, the newest entry's id.
     pub meta: String,
+    /// Each entry's id scored with its running cost total (`c`), so the script finds where the
+    /// byte bound falls without reading entries ([`crate::append`]).
+    pub costs: String,
     /// Retained values: slot → `id\ncost\nentry` (see [`crate::append`]).
     pub retained: String,
     /// Retained slots by the sequence number of their event, for eviction.
@@ -39,6 +43,7 @@ impl Keys {
         Self {
             stream: format!("{{{prefix}}}:events"),
             meta: format!("{{{prefix}}}:meta"),
+            costs: format!("{{{prefix}}}:costs"),
             retained: format!("{{{prefix}}}:retained"),
             retained_order: format!("{{{prefix}}}:retained:order"),
             once_prefix: format!("{{{prefix}}}:once:"),

@@ -4,10 +4,12 @@
 //! paragraph (docs/SCALING.md has the long form):
 //!
 //! * **One ordered sequence.** Publishing appends to one Redis Stream ([`keys`]) with one Lua
-//!   script (`append.rs`). Redis assigns each entry an id `<ms>-<seq>` that increases strictly
-//!   across the whole cluster; Herald uses it unchanged as the event id, so a `Last-Event-ID`
-//!   means the same on every node. Each entry also carries its sequence number and the running
-//!   total of event costs, which make trimming visible and history bounds cluster-wide.
+//!   script (`append.rs`), one entry per call however many events it carries. The script numbers
+//!   the events `<ms>-<seq>` after the newest id the stream ever generated, strictly increasing
+//!   across the whole cluster, and the entry's id is its last event's; Herald uses them as event
+//!   ids, so a `Last-Event-ID` means the same on every node. Each entry also carries the
+//!   sequence number and the running total of event costs up to its last event, which make
+//!   trimming visible and history bounds cluster-wide.
 //! * **Fan-out by reading, not by Pub/Sub.** Every node runs one [`reader`] that follows the
 //!   stream with `XREAD BLOCK` from the last id it dispatched and feeds its hub in stream order.
 //!   After a dropped connection it simply reads on from that id: catch-up is the normal path,

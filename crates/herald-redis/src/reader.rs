@@ -200,11 +200,11 @@ impl Reader {
                 tracing::warn!(
                     position = %self.position,
                     resume_at = %info.last_generated,
-                    unreplicated = read - info.entries_added,
+                    unreplicated = read - info.newest_seq,
                     "the new Redis primary lacks the newest entries this node read (not replicated before a failover); reading on from its end"
                 );
                 self.position = info.last_generated;
-                self.seq = Some(info.entries_added);
+                self.seq = Some(info.newest_seq);
                 self.status.dispatched.send_replace(self.position);
                 return Ok(None);
             }
@@ -232,9 +232,7 @@ impl Reader {
     /// further than ours); `None` if the stream is something else (lost, replaced).
     fn failed_over_behind(&self, info: &StreamInfo) -> Option<u64> {
         let read = self.seq?;
-        (self.position > info.last_generated
-            && info.entries_added > 0
-            && info.entries_added <= read)
+        (self.position > info.last_generated && info.newest_seq > 0 && info.newest_seq <= read)
             .then_some(read)
     }
 
@@ -259,15 +257,22 @@ impl Reader {
         for key in reply.keys {
             for raw in key.ids {
                 match entry::decode(&raw.id, &raw.map) {
-                    Ok(entry) => {
-                        if let (Some(last), Some(seq)) = (self.seq, entry.seq) {
-                            if seq > last + 1 {
-                                self.gap(hub, entry.event.id, seq - last - 1);
+                    Ok(events) => {
+                        for entry in events {
+                            // A position inside an entry (a resume point, a failover) has the
+                            // events up to it dispatched already.
+                            if entry.event.id <= self.position {
+                                continue;
                             }
+                            if let (Some(last), Some(seq)) = (self.seq, entry.seq) {
+                                if seq > last + 1 {
+                                    self.gap(hub, entry.event.id, seq - last - 1);
+                                }
+                            }
+                            self.seq = entry.seq;
+                            self.position = entry.event.id;
+                            hub.dispatch(Arc::new(entry.event));
                         }
-                        self.seq = entry.seq;
-                        self.position = entry.event.id;
-                        hub.dispatch(Arc::new(entry.event));
                     }
                     Err(error) => {
                         metrics::counter!(m::MALFORMED_ENTRIES).increment(1);
@@ -282,7 +287,7 @@ impl Reader {
         self.status.dispatched.send_replace(self.position);
     }
 
-    /// `missing` entries before `next` were trimmed before this node read them.
+    /// `missing` events before `next` were trimmed before this node read them.
     fn gap(&mut self, hub: &Hub, next: EventId, missing: u64) {
         tracing::warn!(
             position = %self.position,

@@ -19,16 +19,20 @@
 use herald_core::EventId;
 use redis::Value;
 
+use crate::entry;
+
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct StreamInfo {
     /// The id of the newest entry ever added (0-0 for a stream that does not exist yet).
     pub last_generated: EventId,
-    /// The oldest entry still in the stream (`None` if it is empty).
+    /// The oldest event still in the stream, the first of its oldest entry (`None` if it is
+    /// empty).
     pub first_entry: Option<EventId>,
     /// Entries ever added minus entries still there: how many were trimmed.
     pub trimmed: u64,
-    /// Entries ever added (Herald numbers its entries 1, 2, 3…, so this is the newest's number).
-    pub entries_added: u64,
+    /// The sequence number of the newest event (Herald numbers its events 1, 2, 3…; each entry
+    /// carries its last one's): how many events the stream ever had.
+    pub newest_seq: u64,
 }
 
 impl StreamInfo {
@@ -68,7 +72,7 @@ impl StreamInfo {
             other => return Err(format!("unexpected XINFO reply: {other:?}")),
         };
         let mut last_generated = None;
-        let mut first_entry = None;
+        let (mut first_entry, mut newest_seq) = (None, None);
         let (mut length, mut added) = (None, None);
         for (key, value) in pairs {
             let Some(key) = text(key) else { continue };
@@ -77,10 +81,19 @@ impl StreamInfo {
                 "first-entry" => {
                     first_entry = match value {
                         Value::Array(entry) => match entry.first() {
-                            Some(id) => Some(stream_id(&key, id)?),
+                            Some(id) => {
+                                let last = stream_id(&key, id)?;
+                                let count = fields_of(entry).map_or(1, entry::count_in);
+                                Some(EventId::new(last.ms, last.seq.saturating_sub(count - 1)))
+                            }
                             None => None,
                         },
                         _ => None,
+                    }
+                }
+                "last-entry" => {
+                    if let Value::Array(entry) = value {
+                        newest_seq = fields_of(entry).and_then(sequence_number);
                     }
                 }
                 "length" => length = integer(value),
@@ -99,7 +112,8 @@ impl StreamInfo {
             last_generated,
             first_entry,
             trimmed: added.saturating_sub(length),
-            entries_added: added,
+            // Entries from before Herald numbered events were one event each.
+            newest_seq: newest_seq.unwrap_or(added),
         })
     }
 }
@@ -111,6 +125,22 @@ pub(crate) fn just_before(id: EventId) -> EventId {
     } else {
         EventId::new(id.ms.saturating_sub(1), u64::MAX)
     }
+}
+
+/// The field list of an entry as `XINFO STREAM` shows it: `[id, [field, value, ...]]`.
+fn fields_of(entry: &[Value]) -> Option<&[Value]> {
+    match entry.get(1) {
+        Some(Value::Array(fields)) => Some(fields),
+        _ => None,
+    }
+}
+
+/// The `n` field of an entry's field list.
+fn sequence_number(fields: &[Value]) -> Option<u64> {
+    fields
+        .chunks_exact(2)
+        .find(|pair| text(&pair[0]).as_deref() == Some("n"))
+        .and_then(|pair| integer(&pair[1]))
 }
 
 /// `XINFO STREAM key`.
@@ -188,6 +218,35 @@ mod tests {
         assert_eq!(info.resume_point(), EventId::new(7, u64::MAX));
         // After a gap the reader goes on from the resume point: that must not be a gap again.
         assert!(info.retains_everything_after(info.resume_point()));
+    }
+
+    #[test]
+    fn an_oldest_entry_of_several_events_retains_its_first() {
+        let mut listed = reply(3, 9, None);
+        let Value::Array(items) = &mut listed else {
+            unreachable!()
+        };
+        items[7] = Value::Array(vec![
+            bulk("8-4"),
+            Value::Array(vec![
+                bulk("events"),
+                bulk("{}\n{}\n{}"),
+                bulk("n"),
+                bulk("30"),
+            ]),
+        ]);
+        items.push(bulk("last-entry"));
+        items.push(Value::Array(vec![
+            bulk("10-2"),
+            Value::Array(vec![bulk("event"), bulk("{}"), bulk("n"), bulk("41")]),
+        ]));
+        let info = StreamInfo::from_reply(&listed).unwrap();
+        assert_eq!(info.first_entry, Some(EventId::new(8, 2)));
+        assert_eq!(info.newest_seq, 41);
+        // Inside the oldest entry is still retained; just before it too; before that not.
+        assert!(info.retains_everything_after(EventId::new(8, 3)));
+        assert_eq!(info.resume_point(), EventId::new(8, 1));
+        assert!(!info.retains_everything_after(EventId::new(8, 0)));
     }
 
     #[test]

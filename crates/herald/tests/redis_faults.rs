@@ -164,9 +164,10 @@ async fn redis_down_means_not_ready_and_503_then_delivery_resumes_when_it_is_bac
 #[tokio::test]
 async fn a_node_that_falls_further_behind_than_the_stream_keeps_reports_missed_not_a_hole() {
     let redis = Redis::start().await;
-    // --history 1: the stream keeps about 1000 entries.
-    let stalled = node(&redis, &["--history", "1"]);
-    let other = node(&redis, &["--history", "1"]);
+    // The stream keeps no more than 64 KiB of events: a few hundred of these.
+    let bound = ["--history", "1", "--history-bytes", "64KiB"];
+    let stalled = node(&redis, &bound);
+    let other = node(&redis, &bound);
     let t = token("alice", &[]);
     let mut sse = open(&stalled, &t, "", None).await;
 

@@ -7,12 +7,7 @@
 //!   [`reader`](crate::reader)'s job: every node's hub sees every event through the same path,
 //!   in the same order.
 //! * `history` serves resume points older than the node's in-memory window, a page at a time,
-//!   with `XRANGE ... COUNT`, checked in the same transaction against the stream's first entry
-//!   (a trimmed range is reported, and the client gets `herald.missed`, instead of being
-//!   replayed with a hole) and against the history bounds: resume reaches back exactly
-//!   `--history` events, `--history-bytes` bytes and `--history-ttl`, as on the embedded
-//!   broker and on every node alike, because the entries carry their sequence number and the
-//!   running cost total.
+//!   checked against trimming and the history bounds ([`crate::history`]).
 //! * `find_wire_id` finds the event a Mercure id names, newest first, scanning at most
 //!   `--history` entries (500 per round trip); resumes are rate-limited (`--resume-rate`).
 //! * with `--redis-min-replicas N`, `publish` answers only after `WAIT` confirms N replicas
@@ -30,15 +25,15 @@ use herald_core::announce::PresenceBook;
 use herald_core::broker::{Broker, BrokerError, HubEvent};
 use herald_core::idempotency::{IdempotencyKey, Published};
 use herald_core::presence::{PresenceAnswer, PresenceQuery};
-use herald_core::{unix_ms, unix_us, Batch, EventId};
+use herald_core::{unix_us, Batch, EventId};
 use redis::streams::StreamRangeReply;
 use redis::Value;
 use tokio::task::AbortHandle;
 
 use crate::append::{Appended, Group};
 use crate::entry;
+use crate::history::HistoryReader;
 use crate::keys::Keys;
-use crate::metrics as m;
 use crate::online::RedisBook;
 use crate::presence::Presence;
 use crate::publish_queue::PublishQueue;
@@ -48,11 +43,6 @@ use crate::stream_info::{is_no_such_key, xinfo, StreamInfo};
 
 /// Entries read per round trip when looking for a wire id (`find_wire_id`).
 const WIRE_ID_PAGE: u64 = 500;
-
-/// Entries read per history page at most. An entry holds one append call's events, up to
-/// about a MiB ([`crate::publish_queue::MAX_CALL_BYTES`]), so a page is usually a few KiB and
-/// at most 32 MiB; the page ends early once it has the events asked for.
-const HISTORY_PAGE_ENTRIES: usize = 32;
 
 /// How far back resume may reach: the history bounds.
 #[derive(Debug, Clone, Copy)]
@@ -68,6 +58,7 @@ pub struct RedisBroker {
     /// Where publishes go: concurrent ones share calls of the append script.
     pub(crate) publishing: PublishQueue,
     pub(crate) horizon: Horizon,
+    pub(crate) history: HistoryReader,
     pub(crate) command_timeout: Duration,
     pub(crate) status: Arc<ReaderStatus>,
     pub(crate) presence: Arc<Presence>,
@@ -105,27 +96,6 @@ impl RedisBroker {
             Err(error) => Err(unavailable(error)),
         }
     }
-
-    /// Is `after` within the history bounds, given the stream's totals now and the entry at
-    /// `after` (or the first one after it)?
-    fn within_horizon(
-        &self,
-        after: EventId,
-        totals: (Option<u64>, Option<u64>),
-        anchor: Option<(u64, u64)>,
-    ) -> bool {
-        if let Some(ttl) = self.horizon.ttl {
-            if after.ms + (ttl.as_millis() as u64) < unix_ms() {
-                return false;
-            }
-        }
-        let Some((seq_at, total_at)) = anchor else {
-            return true;
-        };
-        let (seq_now, total_now) = totals;
-        seq_now.is_none_or(|now| now.saturating_sub(seq_at) <= self.horizon.events)
-            && total_now.is_none_or(|now| now.saturating_sub(total_at) <= self.horizon.bytes)
-    }
 }
 
 #[async_trait]
@@ -162,90 +132,7 @@ impl Broker for RedisBroker {
         upto: EventId,
         limit: usize,
     ) -> Result<Option<Vec<Arc<HubEvent>>>, BrokerError> {
-        let (after_text, upto_text) = (after.to_string(), upto.to_string());
-        let mut pipe = redis::pipe();
-        pipe.atomic()
-            .cmd("HMGET")
-            .arg(&self.keys.meta)
-            .arg("seq")
-            .arg("bytes")
-            .add_command(xinfo(&self.keys.stream))
-            // The entry at `after` itself, for its sequence number and running total.
-            .cmd("XRANGE")
-            .arg(&self.keys.stream)
-            .arg(&after_text)
-            .arg(&after_text)
-            .cmd("XRANGE")
-            .arg(&self.keys.stream)
-            .arg(format!("({after_text}"))
-            .arg(&upto_text)
-            .arg("COUNT")
-            .arg(limit.clamp(1, HISTORY_PAGE_ENTRIES))
-            // An entry ends at its last event: the one after `upto` may begin before it.
-            .cmd("XRANGE")
-            .arg(&self.keys.stream)
-            .arg(format!("({upto_text}"))
-            .arg("+")
-            .arg("COUNT")
-            .arg(1);
-        type Reply = (
-            (Option<u64>, Option<u64>),
-            Value,
-            StreamRangeReply,
-            StreamRangeReply,
-            StreamRangeReply,
-        );
-        let result: redis::RedisResult<Reply> =
-            self.conn.call(Request::Pipe(&pipe), Duration::ZERO).await?;
-        let (totals, info, at, mut range, straddling) = match result {
-            Ok(reply) => reply,
-            Err(error) if is_no_such_key(&error) => return Ok(None),
-            Err(error) => return Err(unavailable(error)),
-        };
-        let info = StreamInfo::from_reply(&info).map_err(BrokerError)?;
-        if !info.retains_everything_after(after) {
-            return Ok(None);
-        }
-        if range.ids.len() < limit.clamp(1, HISTORY_PAGE_ENTRIES) {
-            // The range reached `upto`.
-            range.ids.extend(straddling.ids);
-        }
-        // The entry ending at `after`, if `after` ends one, for its sequence number and total.
-        let mut anchor = at
-            .ids
-            .first()
-            .and_then(|e| entry::decode(&e.id, &e.map).ok())
-            .and_then(|events| events.into_iter().find(|e| e.event.id == after))
-            .and_then(|e| Some((e.seq?, e.total?)));
-        let mut events = Vec::with_capacity(limit.min(range.ids.len() * 4));
-        'entries: for raw in &range.ids {
-            let decoded = match entry::decode(&raw.id, &raw.map) {
-                Ok(decoded) => decoded,
-                Err(error) => {
-                    metrics::counter!(m::MALFORMED_ENTRIES).increment(1);
-                    tracing::warn!(%error, id = %raw.id, "skipping a stream entry that is not a Herald event");
-                    continue;
-                }
-            };
-            // The first entry may begin before `after`: a page can end inside an entry.
-            for decoded in decoded.into_iter().filter(|e| e.event.id > after) {
-                if events.len() >= limit.max(1) || decoded.event.id > upto {
-                    break 'entries;
-                }
-                if anchor.is_none() {
-                    // `after` is not an entry's end: the first event after it tells where
-                    // `after` stands.
-                    anchor = decoded.seq.zip(decoded.total).map(|(seq, total)| {
-                        (seq - 1, total.saturating_sub(decoded.event.cost as u64))
-                    });
-                }
-                events.push(Arc::new(decoded.event));
-            }
-        }
-        if !self.within_horizon(after, totals, anchor) {
-            return Ok(None);
-        }
-        Ok(Some(events))
+        self.history.page(&self.conn, after, upto, limit).await
     }
 
     async fn presence(

@@ -15,8 +15,8 @@
 //!   After a dropped connection it simply reads on from that id: catch-up is the normal path,
 //!   not a special one, so nothing accepted is lost or delivered twice.
 //! * **Shared history.** The stream is trimmed to the history bounds (count, bytes, age); resume
-//!   points older than a node's in-memory window are served page by page with `XRANGE`
-//!   ([`broker`]). When entries a node still needed were trimmed, its streams get the reserved
+//!   points older than a node's in-memory window are served page by page, each entry read
+//!   about once however many events it holds (`history.rs`). When entries a node still needed were trimmed, its streams get the reserved
 //!   `herald.missed` event ([`reader`]).
 //! * **Seed ingress.** Services that `PUBLISH user:events '{"userId":..}'` keep working: every
 //!   node subscribes and appends each message, guarded so exactly one node does ([`ingress`]).
@@ -30,6 +30,7 @@ pub mod config;
 mod connection;
 mod endpoint;
 mod entry;
+mod history;
 pub mod ingress;
 pub mod keys;
 pub mod metrics;

@@ -12,6 +12,7 @@ use crate::append::Appender;
 use crate::broker::{Horizon, RedisBroker};
 use crate::config::RedisConfig;
 use crate::entry;
+use crate::history::HistoryReader;
 use crate::ingress::Ingress;
 use crate::keys::Keys;
 use crate::presence::Presence;
@@ -142,15 +143,17 @@ pub async fn start(config: RedisConfig, hub_config: HubConfig) -> Result<Herald,
         command_timeout: config.command_timeout,
         min_replicas: config.min_replicas,
     });
+    let horizon = Horizon {
+        events: config.history as u64,
+        bytes: config.history_bytes,
+        ttl: config.history_ttl,
+    };
     let broker = RedisBroker {
         conn,
+        history: HistoryReader::new(&keys, horizon),
         keys,
         publishing,
-        horizon: Horizon {
-            events: config.history as u64,
-            bytes: config.history_bytes,
-            ttl: config.history_ttl,
-        },
+        horizon,
         command_timeout: config.command_timeout,
         status,
         presence,

@@ -90,6 +90,67 @@ async fn a_long_replay_from_redis_comes_in_pages_without_a_gap() {
         .all(|(i, d)| d == &format!("{i:05}:")));
 }
 
+/// Bytes Redis has sent to its clients so far.
+async fn redis_output_bytes(redis: &Redis) -> u64 {
+    let info: String = redis::cmd("INFO")
+        .arg("stats")
+        .query_async(&mut redis.conn().await)
+        .await
+        .expect("INFO stats");
+    info.lines()
+        .find_map(|line| line.strip_prefix("total_net_output_bytes:"))
+        .and_then(|n| n.trim().parse().ok())
+        .expect("total_net_output_bytes in INFO stats")
+}
+
+#[tokio::test]
+async fn a_replay_of_large_batches_reads_each_entry_from_redis_about_once() {
+    // 36 batches of 250 events: each batch is one stream entry, so a page of 512 events is
+    // two or three entries, not the 32 a fixed entry count would read (16 times the history).
+    let redis = Redis::start().await;
+    let n1 = node(&redis, &[]);
+    let start = publish_id(
+        &n1.addr,
+        json!({"user": "alice", "event": "start", "data": 0}),
+    )
+    .await;
+    for chunk in 0..36 {
+        let batch: Vec<_> = (0..250)
+            .map(|i| json!({"user": "alice", "event": "e", "data": format!("{:05}:{}", chunk * 250 + i, "z".repeat(40))}))
+            .collect();
+        publish(&n1.addr, json!(batch)).await;
+    }
+    publish(
+        &n1.addr,
+        json!({"user": "alice", "event": "end", "data": 0}),
+    )
+    .await;
+    let n2 = node(&redis, &[]);
+    // What reading the whole history once costs, measured the same way.
+    let before = redis_output_bytes(&redis).await;
+    let _: redis::Value = redis::cmd("XRANGE")
+        .arg(stream_key(&n1))
+        .arg("-")
+        .arg("+")
+        .query_async(&mut redis.conn().await)
+        .await
+        .expect("XRANGE");
+    let middle = redis_output_bytes(&redis).await;
+    let data = replay(&n2, &start).await;
+    let after = redis_output_bytes(&redis).await;
+    assert_eq!(data.len(), 9_000);
+    assert!(data
+        .iter()
+        .enumerate()
+        .all(|(i, d)| d.starts_with(&format!("{i:05}:"))));
+    let (once, replayed) = (middle - before, after - middle);
+    eprintln!("the history is {once} bytes; the replay read {replayed}");
+    assert!(
+        replayed < 2 * once,
+        "the replay read {replayed} bytes from Redis for a history of {once}"
+    );
+}
+
 #[tokio::test]
 async fn the_byte_bound_holds_cluster_wide() {
     let redis = Redis::start().await;

@@ -80,6 +80,19 @@ pub struct BenchArgs {
     /// checking and remembering keys.
     #[arg(long)]
     pub idempotency_keys: bool,
+    /// Publish at most this many events (broadcasts, in broadcast runs); with `--listen-only`,
+    /// how many broadcasts to wait for.
+    #[arg(long)]
+    pub events: Option<u64>,
+    /// Publish nothing: hold the streams and count the `--events` broadcasts another generator
+    /// publishes (load generators that share one broadcast, several processes each under the
+    /// descriptor limit). Prints `streams open: N` on stderr once its streams are open.
+    #[arg(long, requires = "events")]
+    pub listen_only: bool,
+    /// Broadcasts in flight in closed-loop runs: 4 measures the saturation rate; 1 measures
+    /// how long one broadcast takes to reach every stream.
+    #[arg(long, default_value_t = 4)]
+    pub window: u64,
     /// Concurrent publisher connections.
     #[arg(long, default_value_t = 4)]
     pub publishers: usize,

@@ -15,8 +15,8 @@ use crate::{BenchArgs, Scenario};
 
 /// How long delivery may stall after publishing ends before the rest counts as lost.
 const DRAIN_IDLE: Duration = Duration::from_secs(3);
-/// Events in flight in closed-loop broadcast runs.
-const BROADCAST_WINDOW: u64 = 4;
+/// How long a `--listen-only` generator waits for the first broadcast.
+const LISTEN_PATIENCE: Duration = Duration::from_secs(300);
 
 pub async fn run(args: &BenchArgs) -> Result<Report, String> {
     let server = resolve(&args.url)?;
@@ -29,6 +29,9 @@ pub async fn run(args: &BenchArgs) -> Result<Report, String> {
     }
     if (args.retain || args.idempotency_keys) && args.target != Kind::Herald {
         return Err("--retain and --idempotency-keys are Herald features".into());
+    }
+    if args.listen_only && !matches!(args.scenario, Scenario::Broadcast | Scenario::Large) {
+        return Err("--listen-only counts broadcasts: use --scenario broadcast or large".into());
     }
     if args.batch > 1 && !args.target.batches() {
         return Err(format!(
@@ -90,7 +93,7 @@ pub async fn run(args: &BenchArgs) -> Result<Report, String> {
     let plan = Plan {
         pace: match args.scenario {
             Scenario::Broadcast | Scenario::Large => Pace::ClosedLoop {
-                window: BROADCAST_WINDOW,
+                window: args.window.max(1),
                 streams: open as u32,
             },
             Scenario::Publish => Pace::FlatOut,
@@ -100,9 +103,10 @@ pub async fn run(args: &BenchArgs) -> Result<Report, String> {
         max_events: match args.scenario {
             Scenario::Idle => 0,
             // The closed loop counts deliveries in a ring of sequence numbers.
-            Scenario::Broadcast | Scenario::Large => SEQ_RING as u64 - BROADCAST_WINDOW,
+            Scenario::Broadcast | Scenario::Large => SEQ_RING as u64 - args.window.max(1),
             _ => u64::MAX,
-        },
+        }
+        .min(args.events.unwrap_or(u64::MAX)),
         connections: if broadcast { 1 } else { args.publishers },
         batch: args.batch,
         payload_size: args.size.unwrap_or(if args.scenario == Scenario::Large {
@@ -127,13 +131,26 @@ pub async fn run(args: &BenchArgs) -> Result<Report, String> {
     }
 
     let before = sample(args.pid);
-    let started_us = now_us();
-    let started = Instant::now();
-    let published = publisher::run(publish_to, &target, &plan, deliveries.clone()).await;
-    let expected = if broadcast {
-        published.broadcast * open
+    let mut started_us = now_us();
+    let mut started = Instant::now();
+    let (published, expected) = if args.listen_only {
+        eprintln!("streams open: {open}");
+        // The run starts with the first broadcast another generator publishes.
+        let deadline = Instant::now() + LISTEN_PATIENCE;
+        while deliveries.delivered() == 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        (started_us, started) = (now_us(), Instant::now());
+        let expected = args.events.unwrap_or(0) * open;
+        (Published::default(), expected)
     } else {
-        published.per_user.iter().take(stream_count).sum()
+        let published = publisher::run(publish_to, &target, &plan, deliveries.clone()).await;
+        let expected = if broadcast {
+            published.broadcast * open
+        } else {
+            published.per_user.iter().take(stream_count).sum()
+        };
+        (published, expected)
     };
     drain(&deliveries, expected).await;
     let after = sample(args.pid);

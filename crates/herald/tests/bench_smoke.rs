@@ -121,3 +121,52 @@ fn the_scenarios_run_over_http2_and_nothing_is_lost() {
     let cleartext = Server::start(&[]);
     run_every_scenario(&cleartext, &["--http2-streams", "50"]);
 }
+
+#[test]
+fn a_listening_generator_counts_the_broadcasts_another_publishes() {
+    // Two generators share one broadcast, as on several nodes: one only listens, the other
+    // publishes 20 broadcasts; each counts its own 100 streams.
+    let server = Server::start(&[]);
+    let mut listener = Command::new(env!("CARGO_BIN_EXE_herald"))
+        .args([
+            "bench",
+            "--json",
+            "--target",
+            "herald",
+            "--url",
+            &server.addr,
+        ])
+        .args(["--jwt-secret", SECRET, "--publish-key", KEY])
+        .args(["--user-prefix", "listener", "--scenario", "broadcast"])
+        .args(["--streams", "100", "--listen-only", "--events", "20"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run herald bench");
+    let mut stderr = std::io::BufReader::new(listener.stderr.take().expect("stderr"));
+    let mut line = String::new();
+    while !line.starts_with("streams open") {
+        line.clear();
+        let read = std::io::BufRead::read_line(&mut stderr, &mut line).expect("read stderr");
+        assert!(read > 0, "the listener ended before its streams were open");
+    }
+    assert_eq!(line.trim(), "streams open: 100");
+    let publisher = bench(
+        &server,
+        &[
+            "--scenario",
+            "broadcast",
+            "--streams",
+            "100",
+            "--events",
+            "20",
+        ],
+    );
+    assert_everything_delivered(&publisher);
+    assert_eq!(publisher["published"], 20, "{publisher}");
+    let output = listener.wait_with_output().expect("the listener ends");
+    assert!(output.status.success());
+    let listened: Value = serde_json::from_slice(&output.stdout).expect("one JSON report");
+    assert_eq!(listened["expected"], 2000, "{listened}");
+    assert_everything_delivered(&listened);
+}

@@ -1,6 +1,5 @@
 //! `POST /publish`: authenticate the publisher, decode and authorise the batch, publish it.
 
-use std::fmt::Write;
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -96,8 +95,16 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
 /// `{"id":"…"}` for a single event, `{"ids":["…",…]}` for a batch. Ids are digits and a dash,
 /// so they need no escaping; writing them directly skips building a JSON tree per publish.
 fn answer(ids: &[EventId], batch: bool) -> Response {
+    // `IdText` rather than `format!`: the formatting machinery was a third of the answer's cost.
     let json = match (batch, ids) {
-        (false, [id]) => format!(r#"{{"id":"{id}"}}"#),
+        (false, [id]) => {
+            let id = id.text();
+            let mut json = String::with_capacity(12 + id.len());
+            json.push_str(r#"{"id":""#);
+            json.push_str(&id);
+            json.push_str(r#""}"#);
+            json
+        }
         (false, _) => r#"{"id":null}"#.to_owned(),
         (true, ids) => {
             let mut json = String::with_capacity(16 + ids.len() * 24);
@@ -106,7 +113,9 @@ fn answer(ids: &[EventId], batch: bool) -> Response {
                 if n > 0 {
                     json.push(',');
                 }
-                let _ = write!(json, "\"{id}\"");
+                json.push('"');
+                json.push_str(&id.text());
+                json.push('"');
             }
             json.push_str("]}");
             json

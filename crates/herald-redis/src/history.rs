@@ -58,19 +58,23 @@ local prev_ms, prev_seq = split(after)
 local from = '(' .. after
 while counted < wanted do
   local chunk = redis.call('XRANGE', stream, from, upto, 'COUNT', 32)
+  local taken = 0
   for _, entry in ipairs(chunk) do
     page[#page + 1] = entry
+    taken = taken + 1
     local ms, seq = split(entry[1])
     local held = ms == prev_ms and seq - prev_seq or seq + 1
     counted = counted + math.max(1, held)
     prev_ms, prev_seq = ms, seq
     if counted >= wanted then break end
   end
-  if #chunk < 32 then reached = true break end
-  from = '(' .. chunk[#chunk][1]
+  -- Every entry up to `upto` taken: the page reaches it.
+  if taken == #chunk and #chunk < 32 then reached = true break end
+  from = '(' .. chunk[taken][1]
 end
 if reached then
-  -- An entry ends at its last event: the one after `upto` may begin before it.
+  -- An entry ends at its last event: the one after `upto` may begin before it. (Only when
+  -- nothing lies between the page and `upto`, or the page would skip it.)
   for _, entry in ipairs(redis.call('XRANGE', stream, '(' .. upto, '+', 'COUNT', 1)) do
     page[#page + 1] = entry
   end

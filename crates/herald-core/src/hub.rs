@@ -8,6 +8,10 @@
 //!
 //! Time-based work (heartbeats on idle streams, closing streams whose token expired) is done by
 //! one maintenance tick for all streams, not a timer per stream.
+//!
+//! This file is a little over 500 lines on purpose: dispatch and register are the two halves of
+//! that locking rule, and they stay side by side so a reader can check it in one place. What is
+//! not under the rule lives elsewhere (history, registry, retained values, the stream's queue).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;

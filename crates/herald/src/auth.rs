@@ -11,6 +11,10 @@
 //!   entries `@users` and `@broadcast` additionally allow publishing to users and to everyone.
 //!
 //! Tokens are secrets: nothing here logs them, and error messages never echo them.
+//!
+//! The file is a little over 500 lines because it is one decision read top to bottom: which
+//! key may verify a token, which claims it must carry, what it grants. Split, a reviewer would
+//! have to assemble that decision from several files; the JWKS fetching lives in `jwks.rs`.
 
 use std::path::Path;
 use std::sync::Arc;

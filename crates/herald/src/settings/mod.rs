@@ -11,6 +11,9 @@
 //! checked once, in [`Settings::validate`], and the parts of the program that need settings get
 //! them through the conversions at the end of this file ([`Settings::hub`],
 //! [`Settings::redis`]), so defaults shared with the libraries come from the libraries.
+//!
+//! The file is as long as the list of settings (a little over 500 lines): keeping every
+//! declaration in one struct is the point, so it grows by a few lines per setting.
 
 mod layers;
 pub mod units;

@@ -72,7 +72,7 @@ start() { # start TARGET: runs the server in the background and waits until it a
   done
   # The process that holds the sockets (run.sh execs into it; nginx forks workers).
   measured_pid=$server_pid
-  if [ "$target" = nchan ] || [ "$target" = nchan-tls ]; then
+  if [ "$target" = nchan ] || [ "$target" = nchan-tls ] || [ "$target" = nchan-h2 ]; then
     measured_pid=$(pgrep -P "$server_pid" nginx | head -1 || echo "$server_pid")
   fi
 }

@@ -64,7 +64,11 @@ macro_rules! stream_socket {
                 <$socket>::poll_write_ready(self, cx)
             }
             fn try_write_vectored(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-                <$socket>::try_write_vectored(self, bufs)
+                write_gathered(
+                    bufs,
+                    |buf| <$socket>::try_write(self, buf),
+                    |bufs| <$socket>::try_write_vectored(self, bufs),
+                )
             }
             fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
                 <$socket>::poll_read_ready(self, cx)
@@ -77,6 +81,41 @@ macro_rules! stream_socket {
 }
 stream_socket!(tokio::net::TcpStream);
 stream_socket!(tokio::net::UnixStream);
+
+/// Writes up to this size are gathered into one buffer (see [`write_gathered`]).
+const GATHER_BYTES: usize = 512;
+
+/// Writes `bufs` with one `write` of a stack copy when they are small and in several pieces (a
+/// typical event: its chunk-size line, a frame of a hundred bytes, CRLF), else with `writev`.
+/// For a few hundred bytes the copy is cheaper than `writev`'s trip through the VFS layer
+/// (importing the iovec, looking up the file): under a broadcast to 10,000 streams that trip
+/// was 4 % of the server's time, and plain `send` is what the stream wrote before chunked framing.
+/// Returns what the socket took of the concatenation, as `writev` does.
+fn write_gathered(
+    bufs: &[IoSlice<'_>],
+    write: impl FnOnce(&[u8]) -> io::Result<usize>,
+    write_vectored: impl FnOnce(&[IoSlice<'_>]) -> io::Result<usize>,
+) -> io::Result<usize> {
+    let mut pieces = bufs.iter().filter(|buf| !buf.is_empty());
+    let (Some(_), Some(_)) = (pieces.next(), pieces.next()) else {
+        // One piece (or none): nothing to gather.
+        return match bufs.iter().find(|buf| !buf.is_empty()) {
+            Some(only) => write(only),
+            None => write_vectored(bufs),
+        };
+    };
+    let total: usize = bufs.iter().map(|buf| buf.len()).sum();
+    if total > GATHER_BYTES {
+        return write_vectored(bufs);
+    }
+    let mut gathered = [0u8; GATHER_BYTES];
+    let mut at = 0;
+    for buf in bufs {
+        gathered[at..at + buf.len()].copy_from_slice(buf);
+        at += buf.len();
+    }
+    write(&gathered[..at])
+}
 
 /// How the socket writer behaves.
 #[derive(Debug, Clone, Copy)]
@@ -378,6 +417,41 @@ mod tests {
             assert!(text.ends_with(b"x\r\n"));
             assert_eq!(text.len(), chunk.len());
         }
+    }
+
+    #[test]
+    fn small_writes_in_pieces_are_gathered_into_one_write_and_large_ones_are_not() {
+        let chunk = Chunk::body(Bytes::from_static(b"data: hi\n\n"));
+        let mut sent = Vec::new();
+        let taken = write_gathered(
+            &chunk.slices(0),
+            |buf| {
+                sent = buf.to_vec();
+                Ok(buf.len())
+            },
+            |_| panic!("a small chunk goes out with one write"),
+        )
+        .unwrap();
+        assert_eq!((taken, sent), (chunk.len(), written(&chunk, 0)));
+
+        let large = Chunk::body(Bytes::from(vec![b'x'; GATHER_BYTES]));
+        let taken = write_gathered(
+            &large.slices(0),
+            |_| panic!("a large chunk is not copied"),
+            |bufs| Ok(bufs.iter().map(|buf| buf.len()).sum()),
+        )
+        .unwrap();
+        assert_eq!(taken, large.len());
+
+        // What remains of a partial write is one piece: written as it is.
+        let rest = written(&chunk, 3);
+        let taken = write_gathered(
+            &[IoSlice::new(&[]), IoSlice::new(&rest), IoSlice::new(&[])],
+            |buf| Ok(buf.len()),
+            |_| panic!("one piece needs no writev"),
+        )
+        .unwrap();
+        assert_eq!(taken, rest.len());
     }
 
     #[test]

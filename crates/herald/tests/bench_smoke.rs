@@ -8,8 +8,10 @@ use std::process::Command;
 use common::*;
 use serde_json::Value;
 
-fn bench(server: &Server, args: &[&str]) -> Value {
-    let output = Command::new(env!("CARGO_BIN_EXE_herald"))
+/// `herald bench --json` against `server`, with its credentials.
+fn bench_command(server: &Server) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_herald"));
+    command
         .args([
             "bench",
             "--json",
@@ -18,14 +20,13 @@ fn bench(server: &Server, args: &[&str]) -> Value {
             "--url",
             &server.addr,
         ])
-        .args([
-            "--jwt-secret",
-            SECRET,
-            "--publish-key",
-            KEY,
-            "--pid",
-            &server.pid().to_string(),
-        ])
+        .args(["--jwt-secret", SECRET, "--publish-key", KEY]);
+    command
+}
+
+fn bench(server: &Server, args: &[&str]) -> Value {
+    let output = bench_command(server)
+        .args(["--pid", &server.pid().to_string()])
         .args(args)
         .output()
         .expect("run herald bench");
@@ -127,16 +128,7 @@ fn a_listening_generator_counts_the_broadcasts_another_publishes() {
     // Two generators share one broadcast, as on several nodes: one only listens, the other
     // publishes 20 broadcasts; each counts its own 100 streams.
     let server = Server::start(&[]);
-    let mut listener = Command::new(env!("CARGO_BIN_EXE_herald"))
-        .args([
-            "bench",
-            "--json",
-            "--target",
-            "herald",
-            "--url",
-            &server.addr,
-        ])
-        .args(["--jwt-secret", SECRET, "--publish-key", KEY])
+    let mut listener = bench_command(&server)
         .args(["--user-prefix", "listener", "--scenario", "broadcast"])
         .args(["--streams", "100", "--listen-only", "--events", "20"])
         .stdout(std::process::Stdio::piped())

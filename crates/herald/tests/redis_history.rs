@@ -22,6 +22,28 @@ async fn publish_many(via: &Server, n: usize, size: usize) -> Vec<String> {
     ids
 }
 
+/// Publishes to alice on `via` a `start` event, `batches` batches of `per_batch` events whose
+/// data is their number and `filler`, and an `end` event; the `start` event's id.
+async fn publish_batches(via: &Server, batches: usize, per_batch: usize, filler: &str) -> String {
+    let start = publish_id(
+        &via.addr,
+        json!({"user": "alice", "event": "start", "data": 0}),
+    )
+    .await;
+    for chunk in 0..batches {
+        let batch: Vec<_> = (0..per_batch)
+            .map(|i| json!({"user": "alice", "event": "e", "data": format!("{:05}:{filler}", chunk * per_batch + i)}))
+            .collect();
+        publish(&via.addr, json!(batch)).await;
+    }
+    publish(
+        &via.addr,
+        json!({"user": "alice", "event": "end", "data": 0}),
+    )
+    .await;
+    start
+}
+
 /// Resumes alice on `node` from `from` and returns the data of the events up to `end`.
 async fn replay(node: &Server, from: &str) -> Vec<String> {
     let mut sse = open(node, &token("alice", &[]), "", Some(from)).await;
@@ -64,23 +86,8 @@ async fn a_fresh_node_replays_fifty_events_of_100_kib_from_redis_in_order() {
 async fn a_long_replay_from_redis_comes_in_pages_without_a_gap() {
     let redis = Redis::start().await;
     let n1 = node(&redis, &[]);
-    let start = publish_id(
-        &n1.addr,
-        json!({"user": "alice", "event": "start", "data": 0}),
-    )
-    .await;
     // More than two pages (512 events each), in batches.
-    for chunk in 0..6 {
-        let batch: Vec<_> = (0..250)
-            .map(|i| json!({"user": "alice", "event": "e", "data": format!("{:05}:", chunk * 250 + i)}))
-            .collect();
-        publish(&n1.addr, json!(batch)).await;
-    }
-    publish(
-        &n1.addr,
-        json!({"user": "alice", "event": "end", "data": 0}),
-    )
-    .await;
+    let start = publish_batches(&n1, 6, 250, "").await;
     let n2 = node(&redis, &[]);
     let data = replay(&n2, &start).await;
     assert_eq!(data.len(), 1500);
@@ -109,22 +116,7 @@ async fn a_replay_of_large_batches_reads_each_entry_from_redis_about_once() {
     // two or three entries, not the 32 a fixed entry count would read (16 times the history).
     let redis = Redis::start().await;
     let n1 = node(&redis, &[]);
-    let start = publish_id(
-        &n1.addr,
-        json!({"user": "alice", "event": "start", "data": 0}),
-    )
-    .await;
-    for chunk in 0..36 {
-        let batch: Vec<_> = (0..250)
-            .map(|i| json!({"user": "alice", "event": "e", "data": format!("{:05}:{}", chunk * 250 + i, "z".repeat(40))}))
-            .collect();
-        publish(&n1.addr, json!(batch)).await;
-    }
-    publish(
-        &n1.addr,
-        json!({"user": "alice", "event": "end", "data": 0}),
-    )
-    .await;
+    let start = publish_batches(&n1, 36, 250, &"z".repeat(40)).await;
     let n2 = node(&redis, &[]);
     // What reading the whole history once costs, measured the same way.
     let before = redis_output_bytes(&redis).await;

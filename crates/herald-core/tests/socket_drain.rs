@@ -146,8 +146,8 @@ async fn a_client_that_reads_slowly_but_steadily_keeps_its_stream() {
     let (mut writer, socket) = blocked_writer(&herald).await;
     let started = Instant::now();
 
-    // The client reads a little every 0.6 s: the drain takes 5 s, five write timeouts, but no
-    // 1 s passes without progress.
+    // The client reads 4 KiB every 0.6 s: the drain takes over 4 s, four write timeouts, but
+    // no 1 s passes without progress.
     while socket.pending() > 4096 {
         advance(WRITE_TIMEOUT * 3 / 5).await;
         socket.drain(4096);

@@ -96,25 +96,22 @@ fn write_gathered(
     write: impl FnOnce(&[u8]) -> io::Result<usize>,
     write_vectored: impl FnOnce(&[IoSlice<'_>]) -> io::Result<usize>,
 ) -> io::Result<usize> {
-    let mut pieces = bufs.iter().filter(|buf| !buf.is_empty());
-    let (Some(_), Some(_)) = (pieces.next(), pieces.next()) else {
-        // One piece (or none): nothing to gather.
-        return match bufs.iter().find(|buf| !buf.is_empty()) {
-            Some(only) => write(only),
-            None => write_vectored(bufs),
-        };
-    };
     let total: usize = bufs.iter().map(|buf| buf.len()).sum();
-    if total > GATHER_BYTES {
-        return write_vectored(bufs);
+    let mut pieces = bufs.iter().filter(|buf| !buf.is_empty());
+    match (pieces.next(), pieces.next()) {
+        (Some(only), None) => write(only),
+        (Some(_), Some(_)) if total <= GATHER_BYTES => {
+            let mut gathered = [0u8; GATHER_BYTES];
+            let mut at = 0;
+            for buf in bufs {
+                gathered[at..at + buf.len()].copy_from_slice(buf);
+                at += buf.len();
+            }
+            write(&gathered[..at])
+        }
+        // Nothing to write, or too much to copy.
+        _ => write_vectored(bufs),
     }
-    let mut gathered = [0u8; GATHER_BYTES];
-    let mut at = 0;
-    for buf in bufs {
-        gathered[at..at + buf.len()].copy_from_slice(buf);
-        at += buf.len();
-    }
-    write(&gathered[..at])
 }
 
 /// How the socket writer behaves.

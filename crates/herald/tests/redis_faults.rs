@@ -350,7 +350,17 @@ async fn publishes_are_acknowledged_only_once_a_replica_holds_them() {
         master.replicas().await == 1
     })
     .await;
-    let hub = node(&master, &["--redis-min-replicas", "1"]);
+    // WAIT gets three quarters of the command timeout: generous, so that a replica on a busy
+    // CI machine still answers in time; the refusal below takes that long.
+    let hub = node(
+        &master,
+        &[
+            "--redis-min-replicas",
+            "1",
+            "--redis-command-timeout-ms",
+            "4000",
+        ],
+    );
     let mut sse = open(&hub, &token("ada", &[]), "", None).await;
     let one = publish_raw(
         &hub.addr,

@@ -382,17 +382,14 @@ async fn connect(url: &str) -> Option<redis::aio::MultiplexedConnection> {
     .ok()
 }
 
-/// A Herald node on `redis`, with quick reconnects so fault tests run fast.
+/// A Herald node on `redis`, with quick reconnects so fault tests run fast, and a one-second
+/// command timeout unless `extra` sets one.
 pub fn node(redis: &Redis, extra: &[&str]) -> Server {
     let url = redis.url();
-    let mut args = vec![
-        "--redis",
-        url.as_str(),
-        "--redis-backoff-max-ms",
-        "200",
-        "--redis-command-timeout-ms",
-        "1000",
-    ];
+    let mut args = vec!["--redis", url.as_str(), "--redis-backoff-max-ms", "200"];
+    if !extra.contains(&"--redis-command-timeout-ms") {
+        args.extend(["--redis-command-timeout-ms", "1000"]);
+    }
     args.extend_from_slice(extra);
     Server::start(&args)
 }

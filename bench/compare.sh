@@ -70,10 +70,12 @@ start() { # start TARGET: runs the server in the background and waits until it a
     if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then break; fi
     sleep 0.1
   done
-  # The process that holds the sockets (run.sh execs into it; nginx forks workers).
-  measured_pid=$server_pid
+  # The processes that hold the sockets (run.sh execs into the server; nginx forks workers,
+  # which share the connections between them: all of them are measured, summed).
+  measured_pids=$server_pid
   if [ "$target" = nchan ] || [ "$target" = nchan-tls ] || [ "$target" = nchan-h2 ]; then
-    measured_pid=$(pgrep -P "$server_pid" nginx | head -1 || echo "$server_pid")
+    measured_pids=$(pgrep -P "$server_pid" nginx | tr '\n' ' ' || true)
+    [ -n "$measured_pids" ] || measured_pids=$server_pid
   fi
 }
 stop() {
@@ -89,8 +91,10 @@ trap 'stop herald; stop nchan; rm -rf "$tls_dir" $nchan_h2' EXIT
 bench() { # bench TARGET ARGS...: one run, JSON appended to $out (TARGET-tls, TARGET-h2: over TLS)
   local target=$1 kind=${1%-tls}; kind=${kind%-h2}; shift
   if [ "$kind" != "$target" ]; then set -- --tls-ca "$tls_dir/cert.pem" "$@"; fi
+  local pid_args="" pid
+  for pid in $measured_pids; do pid_args="$pid_args --pid $pid"; done
   HERALD_JWT_SECRET="$secret" HERALD_PUBLISH_KEY="$key" "$generator" bench --json \
-    --target "$kind" --url "127.0.0.1:$(port_of "$target")" --pid "$measured_pid" "$@" \
+    --target "$kind" --url "127.0.0.1:$(port_of "$target")" $pid_args "$@" \
     | sed "s|^{|{\"args\":\"$*\",|" | tee -a "$out" >/dev/null || echo "  ($target $* failed)" >&2
 }
 

@@ -13,9 +13,9 @@ for target in ${TARGETS:-herald rawsse nchan}; do
     *) PORT=$port setsid $peers/$target/run.sh >/tmp/pu-$target.log 2>&1 & pid=$! ;;
   esac
   for _ in $(seq 1 100); do (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.1; done
-  mpid=$pid; [ $target = nchan ] && mpid=$(pgrep -P $pid nginx | head -1)
+  pids="--pid $pid"; [ $target = nchan ] && pids=$(pgrep -P $pid nginx | sed 's/^/--pid /' | tr '\n' ' ')
   for round in $(seq 1 "${ROUNDS:-3}"); do for rate in ${RATES:-1000 10000}; do
-    HERALD_JWT_SECRET=$secret HERALD_PUBLISH_KEY=$key $herald bench --json --target $target --url 127.0.0.1:$port --pid $mpid --scenario per-user --streams 10000 --rate $rate --duration 10s | sed "s/^{/{\"round\":$round,\"rate\":$rate,/" >> $out
+    HERALD_JWT_SECRET=$secret HERALD_PUBLISH_KEY=$key $herald bench --json --target $target --url 127.0.0.1:$port $pids --scenario per-user --streams 10000 --rate $rate --duration 10s | sed "s/^{/{\"round\":$round,\"rate\":$rate,/" >> $out
   done; done
   kill -TERM -- -$pid 2>/dev/null || kill -TERM $pid; wait $pid 2>/dev/null; pkill -f "nginx -c /tmp" 2>/dev/null
 done

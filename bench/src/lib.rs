@@ -96,9 +96,11 @@ pub struct BenchArgs {
     /// Concurrent publisher connections.
     #[arg(long, default_value_t = 4)]
     pub publishers: usize,
-    /// Server process id, for RSS and CPU from /proc.
+    /// Server process id, for memory and CPU from /proc; repeat it for a server of several
+    /// processes (nginx's workers): CPU is summed, and memory is the sum of their proportional
+    /// set sizes, so pages they share count once.
     #[arg(long)]
-    pub pid: Option<u32>,
+    pub pid: Vec<u32>,
     /// Herald's --jwt-secret (to mint subscriber tokens).
     #[arg(long, env = "HERALD_JWT_SECRET", default_value = "")]
     pub jwt_secret: String,

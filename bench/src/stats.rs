@@ -115,11 +115,29 @@ pub struct ProcessSample {
 }
 
 impl ProcessSample {
-    pub fn read(pid: u32) -> Option<ProcessSample> {
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-        let rss_kib: u64 = status
+    /// One process: its resident set. Several: the sum of their proportional set sizes (a page
+    /// shared by n of them counts 1/n in each), so memory they share is not counted twice; and
+    /// the sum of their CPU time. `None` if there is no process or one cannot be read.
+    pub fn read_all(pids: &[u32]) -> Option<ProcessSample> {
+        match pids {
+            [] => None,
+            [pid] => Self::read(*pid, "status", "VmRSS:"),
+            pids => pids.iter().try_fold(ProcessSample::default(), |sum, pid| {
+                let one = Self::read(*pid, "smaps_rollup", "Pss:")?;
+                Some(ProcessSample {
+                    rss_bytes: sum.rss_bytes + one.rss_bytes,
+                    cpu_seconds: sum.cpu_seconds + one.cpu_seconds,
+                })
+            }),
+        }
+    }
+
+    /// Memory from the `memory_field` line (in KiB) of `/proc/<pid>/<memory_file>`, and CPU time.
+    fn read(pid: u32, memory_file: &str, memory_field: &str) -> Option<ProcessSample> {
+        let memory = std::fs::read_to_string(format!("/proc/{pid}/{memory_file}")).ok()?;
+        let rss_kib: u64 = memory
             .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .find_map(|l| l.strip_prefix(memory_field))
             .and_then(|v| v.split_whitespace().next())
             .and_then(|v| v.parse().ok())?;
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -143,4 +161,26 @@ pub fn cpu_percent(before: ProcessSample, after: ProcessSample, seconds: f64) ->
         return 0.0;
     }
     (after.cpu_seconds - before.cpu_seconds) / seconds * 100.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ProcessSample;
+
+    #[test]
+    fn several_processes_are_summed_and_none_is_nothing() {
+        let me = std::process::id();
+        assert!(ProcessSample::read_all(&[]).is_none());
+        let one = ProcessSample::read_all(&[me]).expect("this process's VmRSS");
+        assert!(one.rss_bytes > 0);
+        // The same process twice: its proportional set size twice, so at least its own
+        // private memory twice; a process that does not exist makes the sample fail.
+        let twice = ProcessSample::read_all(&[me, me]).expect("this process's Pss");
+        assert!(
+            twice.rss_bytes > one.rss_bytes / 2,
+            "{twice:?} against {one:?}"
+        );
+        assert!(twice.cpu_seconds >= 2.0 * one.cpu_seconds);
+        assert!(ProcessSample::read_all(&[me, u32::MAX]).is_none());
+    }
 }

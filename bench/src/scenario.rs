@@ -77,7 +77,7 @@ pub async fn run(args: &BenchArgs) -> Result<Report, String> {
     } else {
         args.streams
     };
-    let idle = sample(&args.pid);
+    let idle = ProcessSample::read_all(&args.pid);
     let streams = Streams::open(
         &over,
         server,
@@ -124,13 +124,13 @@ pub async fn run(args: &BenchArgs) -> Result<Report, String> {
     if args.scenario == Scenario::Idle {
         // Let allocations settle (buffers released after the first writes) before measuring.
         tokio::time::sleep(args.duration.min(Duration::from_secs(3))).await;
-        let loaded = sample(&args.pid);
+        let loaded = ProcessSample::read_all(&args.pid);
         record_memory(&mut report, idle, loaded, open);
         streams.close().await;
         return Ok(report);
     }
 
-    let before = sample(&args.pid);
+    let before = ProcessSample::read_all(&args.pid);
     let mut started_us = now_us();
     let mut started = Instant::now();
     let (published, expected) = if args.listen_only {
@@ -153,7 +153,7 @@ pub async fn run(args: &BenchArgs) -> Result<Report, String> {
         (published, expected)
     };
     drain(&deliveries, expected).await;
-    let after = sample(&args.pid);
+    let after = ProcessSample::read_all(&args.pid);
     let window = started.elapsed().as_secs_f64();
 
     record_published(&mut report, &published);
@@ -319,10 +319,6 @@ fn resolve(url: &str) -> Result<SocketAddr, String> {
         .map_err(|e| format!("cannot resolve {host:?}: {e}"))?
         .next()
         .ok_or_else(|| format!("no address for {host:?}"))
-}
-
-fn sample(pids: &[u32]) -> Option<ProcessSample> {
-    ProcessSample::read_all(pids)
 }
 
 fn record_streams(report: &mut Report, streams: &Streams, wanted: usize) {

@@ -173,8 +173,8 @@ mod tests {
         assert!(ProcessSample::read_all(&[]).is_none());
         let one = ProcessSample::read_all(&[me]).expect("this process's VmRSS");
         assert!(one.rss_bytes > 0);
-        // The same process twice: its proportional set size twice, so at least its own
-        // private memory twice; a process that does not exist makes the sample fail.
+        // The same process twice is read from smaps_rollup (Pss), summed; a process that does
+        // not exist makes the whole sample fail.
         let twice = ProcessSample::read_all(&[me, me]).expect("this process's Pss");
         assert!(
             twice.rss_bytes > one.rss_bytes / 2,
